@@ -1,0 +1,75 @@
+"""dask-abc: likelihood-free Bayesian inference by ABC-SMC, parallel and distributed.
+
+The public API keeps pyABC's names and call shapes: ``import dask_abc as pyabc``.
+"""
+
+from . import (
+    config,  # noqa: F401  (registers the dask.config defaults)
+    sampler,
+)
+from .acceptor import Acceptor, FunctionAcceptor, UniformAcceptor
+from .distance import (
+    AdaptivePNormDistance,
+    Distance,
+    FunctionDistance,
+    PNormDistance,
+    median_absolute_deviation,
+    standard_deviation,
+)
+from .epsilon import ConstantEpsilon, Epsilon, ListEpsilon, MedianEpsilon, QuantileEpsilon
+from .generation import GenerationSpec
+from .inference import ABCSMC
+from .model import FunctionModel, Model, ModelError
+from .parameters import Parameter
+from .random_variables import RV, BoundedRV, Distribution, LowerBoundDecorator, RVBase
+from .storage import DatabaseError, History
+from .sumstat import SumStatError, identity
+from .transition import (
+    LocalTransition,
+    ModelPerturbationKernel,
+    MultivariateNormalTransition,
+    Transition,
+    scott_rule_of_thumb,
+    silverman_rule_of_thumb,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ABCSMC",
+    "Acceptor",
+    "AdaptivePNormDistance",
+    "BoundedRV",
+    "ConstantEpsilon",
+    "DatabaseError",
+    "Distance",
+    "Distribution",
+    "Epsilon",
+    "FunctionAcceptor",
+    "FunctionDistance",
+    "FunctionModel",
+    "GenerationSpec",
+    "History",
+    "ListEpsilon",
+    "LocalTransition",
+    "LowerBoundDecorator",
+    "MedianEpsilon",
+    "Model",
+    "ModelError",
+    "ModelPerturbationKernel",
+    "MultivariateNormalTransition",
+    "PNormDistance",
+    "Parameter",
+    "QuantileEpsilon",
+    "RV",
+    "RVBase",
+    "SumStatError",
+    "Transition",
+    "UniformAcceptor",
+    "identity",
+    "median_absolute_deviation",
+    "sampler",
+    "scott_rule_of_thumb",
+    "silverman_rule_of_thumb",
+    "standard_deviation",
+]

@@ -1,0 +1,288 @@
+"""The generation spec: everything a worker needs to evaluate indices of one generation.
+
+A :class:`GenerationSpec` is built once per generation by :class:`~dask_abc.ABCSMC`,
+shipped once to every worker, and evaluated on index ranges. It holds the
+previous population only as fitted kernels and arrays, never the ABCSMC object
+or the History.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import rng
+from .acceptor import Acceptor
+from .distance import Distance
+from .model import Model, ModelError
+from .parameters import Parameter
+from .random_variables import Distribution
+from .sumstat import SumStatError, SumStatLayout
+from .transition import ModelPerturbationKernel, Transition
+
+#: Proposal attempts per evaluation before giving up on a prior's support.
+MAX_PROPOSAL_ATTEMPTS = 10_000
+
+
+@dataclass
+class BatchResult:
+    """Columnar result of evaluating the index range ``[start, start + n_evaluated)``.
+
+    Accepted evaluations are listed in index order.
+    """
+
+    start: int
+    n_evaluated: int
+    index: np.ndarray  # accepted indices
+    model: np.ndarray
+    theta: np.ndarray  # (n_accepted, max dim), NaN-padded
+    distance: np.ndarray
+    weight: np.ndarray  # unnormalised importance weights
+    sum_stats: np.ndarray  # (n_accepted, k)
+    all_sum_stats: np.ndarray | None = None  # (n_evaluated, k) when recorded
+    seconds: float = 0.0
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.n_evaluated
+
+    @property
+    def n_accepted(self) -> int:
+        return len(self.index)
+
+
+def _categorical(p: np.ndarray, u: np.ndarray) -> np.ndarray:
+    cum = np.cumsum(p)
+    return np.minimum(np.searchsorted(cum / cum[-1], u, side="right"), len(p) - 1)
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """One generation's proposal, simulation, distance and acceptance.
+
+    Parameters
+    ----------
+    t : int
+        The generation; -1 is the calibration sample (prior, everything accepted).
+    seed : int
+        The run's seed; evaluation ``i`` draws only from ``(seed, t, i)``.
+    models, priors, model_prior, model_kernel
+        The models, their parameter priors, the prior over models and the
+        model perturbation kernel.
+    previous_model_probabilities : ndarray or None
+        Model probabilities of generation t-1; None to propose from the prior.
+    transitions : list
+        Per model, the kernel fitted to generation t-1 (None for dead models).
+    summary_statistics, distance, layout, x0, eps, acceptor
+        Statistics, distance to the flat observed vector ``x0``, the threshold.
+    record_all_sum_stats : bool
+        Return the statistics of every evaluation, not only of accepted ones.
+    """
+
+    t: int
+    seed: int
+    models: Sequence[Model]
+    priors: Sequence[Distribution]
+    model_prior: np.ndarray
+    model_kernel: ModelPerturbationKernel
+    previous_model_probabilities: np.ndarray | None
+    transitions: Sequence[Transition | None]
+    summary_statistics: Callable
+    distance: Distance
+    layout: SumStatLayout
+    x0: np.ndarray
+    eps: float
+    acceptor: Acceptor
+    record_all_sum_stats: bool = False
+    names: list = field(init=False, repr=False)
+    max_dim: int = field(init=False, repr=False)
+    streams: rng.IndexStreams = field(init=False, repr=False)
+
+    def __post_init__(self):
+        names = [p.get_parameter_names() for p in self.priors]
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "max_dim", max((len(n) for n in names), default=0))
+        object.__setattr__(self, "streams", rng.IndexStreams(self.seed, self.t))
+
+    # -- proposal ------------------------------------------------------------
+
+    def _from_prior(self, idx, streams, attempt=0):
+        u = streams.uniforms(idx, rng.MODEL_CHOICE, 1, attempt)[:, 0]
+        m = _categorical(self.model_prior, u)
+        theta = np.full((len(idx), self.max_dim), np.nan)
+        for j, prior in enumerate(self.priors):
+            rows = np.flatnonzero(m == j)
+            if rows.size and prior.dim:
+                u = streams.uniforms(idx[rows], rng.PRIOR, prior.dim, attempt)
+                theta[rows, : prior.dim] = prior.ppf_matrix(u)
+        return m, theta
+
+    def _perturbed(self, idx, streams, attempt):
+        p_prev = self.previous_model_probabilities
+        m_s = _categorical(p_prev, streams.uniforms(idx, rng.MODEL_CHOICE, 1, attempt)[:, 0])
+        m = self.model_kernel.rvs_from(m_s, streams.uniforms(idx, rng.MODEL_JUMP, 1, attempt)[:, 0])
+        theta = np.full((len(idx), self.max_dim), np.nan)
+        valid = np.zeros(len(idx), dtype=bool)
+        for j, transition in enumerate(self.transitions):
+            rows = np.flatnonzero(m == j)
+            if not rows.size or transition is None or self.model_prior[j] == 0:
+                continue  # a dead model: propose again
+            d = self.priors[j].dim
+            u = streams.uniforms(idx[rows], rng.ANCESTOR, 1, attempt)[:, 0]
+            z = streams.normals(idx[rows], rng.NORMALS, d, attempt)
+            theta[rows, :d] = transition.rvs_from(u, z)
+            valid[rows] = self.priors[j].in_support(theta[rows, :d])
+        return m, theta, valid
+
+    def propose(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Models and parameters for the indices ``idx`` (all inside the prior's support)."""
+        streams = self.streams
+        if self.previous_model_probabilities is None:
+            return self._from_prior(idx, streams)
+        m = np.empty(len(idx), dtype=int)
+        theta = np.full((len(idx), self.max_dim), np.nan)
+        pending = np.arange(len(idx))
+        for attempt in range(MAX_PROPOSAL_ATTEMPTS):
+            m_p, theta_p, valid = self._perturbed(idx[pending], streams, attempt)
+            m[pending[valid]], theta[pending[valid]] = m_p[valid], theta_p[valid]
+            pending = pending[~valid]
+            if not pending.size:
+                return m, theta
+        raise RuntimeError(
+            f"generation {self.t}: no proposal inside the prior's support after "
+            f"{MAX_PROPOSAL_ATTEMPTS} attempts for evaluations {idx[pending][:5].tolist()}; "
+            "check the priors and the transitions' scaling"
+        )
+
+    def weights(self, m: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """Importance weights prior / proposal of accepted evaluations (unnormalised)."""
+        if self.previous_model_probabilities is None:
+            return np.ones(len(m))
+        p_prev = self.previous_model_probabilities
+        w = np.zeros(len(m))
+        for j, transition in enumerate(self.transitions):
+            rows = np.flatnonzero(m == j)
+            if not rows.size:
+                continue
+            d = self.priors[j].dim
+            th = theta[rows, :d]
+            model_factor = (p_prev * self.model_kernel.pmf(j, np.arange(len(p_prev)))).sum()
+            prior = self.model_prior[j] * self.priors[j].pdf_matrix(th)
+            w[rows] = prior / (model_factor * transition.pdf(th))
+        return w
+
+    # -- simulation ----------------------------------------------------------
+
+    def parameter(self, m: int, theta_row: np.ndarray) -> Parameter:
+        names = self.names[m]
+        return Parameter(zip(names, theta_row[: len(names)].tolist()))
+
+    def simulate(self, m: int, theta_row: np.ndarray, seed: int, index: int) -> np.ndarray:
+        """Run model ``m`` once and return its flat statistics."""
+        model = self.models[m]
+        par = self.parameter(m, theta_row)
+        np.random.seed(seed)
+        try:
+            gen = np.random.Generator(np.random.PCG64(seed)) if model.wants_rng else None
+            stats = self.summary_statistics(model.sample(par, gen))
+        except Exception as e:
+            raise ModelError(model.name, par, index, self.t, traceback.format_exc()) from e
+        return self.layout.flatten(stats, who=f"model {model.name!r}")
+
+    def evaluate(self, start: int, count: int, needed: int | None = None) -> BatchResult:
+        """Evaluate indices ``start, …, start + count - 1``.
+
+        Numpy's global random state is reseeded for every simulation and not
+        restored (samplers that run in the caller's process restore it).
+
+        Parameters
+        ----------
+        needed : int, optional
+            Stop as soon as this many evaluations are accepted. Sub-batches are
+            never larger than the acceptances still needed, so no simulation
+            beyond the last needed acceptance runs.
+        """
+        t0 = time.perf_counter()
+        idx = np.arange(start, start + count, dtype=np.int64)
+        m, theta = self.propose(idx)
+        seeds = self.streams.seeds(idx).tolist()
+        X = np.empty((count, self.layout.size))
+        accepted = np.zeros(count, dtype=bool)
+        distances = np.empty(count)
+        pos = n_acc = 0
+        while pos < count:
+            size = count - pos if needed is None else min(count - pos, max(needed - n_acc, 1))
+            block = slice(pos, pos + size)
+            for r in range(pos, pos + size):
+                X[r] = self.simulate(int(m[r]), theta[r], seeds[r], int(idx[r]))
+            distances[block] = self.distance.batch(X[block], self.x0, self.t)
+            accepted[block] = self.acceptor.accept(distances[block], self.eps)
+            n_acc += int(accepted[block].sum())
+            pos += size
+            if needed is not None and n_acc >= needed:
+                break
+        acc = np.flatnonzero(accepted[:pos])
+        return BatchResult(
+            start=start,
+            n_evaluated=pos,
+            index=idx[acc],
+            model=m[acc],
+            theta=theta[acc],
+            distance=distances[acc],
+            weight=self.weights(m[acc], theta[acc]),
+            sum_stats=X[acc],
+            all_sum_stats=X[:pos] if self.record_all_sum_stats else None,
+            seconds=time.perf_counter() - t0,
+        )
+
+    # -- pre-flight ----------------------------------------------------------
+
+    def check(self) -> None:
+        """Run every model once on a prior sample and check its output.
+
+        Raises a clear error before sampling starts: a parameter the model
+        asks for that its prior does not define, statistics that do not match
+        the observed data, a distance that is not a number. Numpy's global
+        random state is left as it was.
+        """
+        streams = rng.IndexStreams(self.seed, -2)
+        state = np.random.get_state()
+        try:
+            for j, model in enumerate(self.models):
+                idx = np.array([j], dtype=np.int64)
+                theta = np.full((1, self.max_dim), np.nan)
+                if self.priors[j].dim:
+                    theta[0, : self.priors[j].dim] = self.priors[j].ppf_matrix(
+                        streams.uniforms(idx, rng.PRIOR, self.priors[j].dim))[0]
+                try:
+                    x = self.simulate(j, theta[0], int(streams.seeds(idx)[0]), -1)
+                except ModelError as e:
+                    raise _explain_model_error(e, self.names[j]) from e.__cause__
+                except SumStatError as e:
+                    raise SumStatError(f"{e} (parameter {dict(self.parameter(j, theta[0]))})") \
+                        from None
+                d = self.distance.batch(x[None, :], self.x0, max(self.t, 0))
+                if not np.isfinite(d[0]) and not np.isposinf(d[0]):
+                    raise ValueError(
+                        f"distance {type(self.distance).__name__} returned {d[0]} for model "
+                        f"{model.name!r} at parameter {dict(self.parameter(j, theta[0]))}; "
+                        "a distance must be a number"
+                    )
+        finally:
+            np.random.set_state(state)
+
+
+def _explain_model_error(error: ModelError, names: list[str]) -> Exception:
+    cause = error.__cause__
+    if isinstance(cause, KeyError | AttributeError):
+        key = cause.args[0] if cause.args else None
+        if isinstance(key, str) and key not in names:
+            return KeyError(
+                f"model {error.model!r} asks for parameter {key!r}, but its prior defines "
+                f"only {names}"
+            )
+    return error

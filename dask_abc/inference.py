@@ -1,0 +1,410 @@
+"""ABCSMC: the generation loop, stopping rules, calibration, weights and ESS.
+
+It knows nothing about processes or clusters: each generation is a
+:class:`~dask_abc.generation.GenerationSpec` handed to a sampler.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from .acceptor import Acceptor, to_acceptor
+from .distance import Distance, to_distance
+from .epsilon import ConstantEpsilon, Epsilon, MedianEpsilon
+from .generation import GenerationSpec
+from .model import Model, to_model
+from .random_variables import RV, Distribution
+from .sampler import Sampler, default_sampler
+from .storage import DatabaseError, History
+from .sumstat import SumStatLayout, identity
+from .transition import ModelPerturbationKernel, MultivariateNormalTransition, Transition
+
+logger = logging.getLogger("dask_abc")
+
+
+@dataclass
+class Population:
+    """A completed generation as the next one uses it (and as it is stored)."""
+
+    t: int
+    index: np.ndarray
+    model: np.ndarray
+    theta: np.ndarray
+    weight: np.ndarray  # normalised over the population
+    distance: np.ndarray
+    sum_stats: np.ndarray
+    model_probabilities: np.ndarray
+    samples: int
+
+    @property
+    def ess(self) -> float:
+        return float(1.0 / np.sum(self.weight**2))
+
+    @property
+    def acceptance_rate(self) -> float:
+        return len(self.index) / self.samples
+
+
+def _as_list(x) -> list:
+    return list(x) if isinstance(x, list | tuple) else [x]
+
+
+def _population_size(population_size) -> int:
+    n = getattr(population_size, "nr_particles", population_size)  # pyABC's ConstantPopulationSize
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"population_size must be an integer >= 1, got {population_size!r}")
+    return int(n)
+
+
+class ABCSMC:
+    """Approximate Bayesian computation by sequential Monte Carlo (pyABC's interface).
+
+    Parameters
+    ----------
+    models : callable or list of callables
+        ``model(parameter) -> dict``; several models for model selection.
+    parameter_priors : Distribution or list of Distribution
+        One prior per model.
+    distance_function : Distance or callable, optional
+        Default :class:`~dask_abc.PNormDistance` (p=2); a plain callable
+        ``f(x, x0) -> float`` works too.
+    population_size : int
+        Accepted particles per generation.
+    summary_statistics : callable
+        Applied to every model output; default identity.
+    model_prior : RV, optional
+        Prior over model indices; default uniform.
+    model_perturbation_kernel : ModelPerturbationKernel, optional
+        Default: stay with probability 0.7.
+    transitions : Transition or list of Transition, optional
+        Default :class:`~dask_abc.MultivariateNormalTransition` per model.
+    eps : Epsilon or float, optional
+        Default :class:`~dask_abc.MedianEpsilon`; a number means a constant threshold.
+    sampler : Sampler, optional
+        Default: see :func:`~dask_abc.sampler.default_sampler`.
+    acceptor : Acceptor or callable, optional
+        Default: accept when distance <= epsilon.
+    stop_if_only_single_model_alive : bool
+        Stop when one model is left.
+    max_nr_recorded_particles : int
+        At most this many statistics per generation feed adaptive distances.
+    seed : int, optional
+        The seed; the whole run depends only on it and the configuration.
+        Drawn at random (and stored) if not given.
+
+    Examples
+    --------
+    >>> import dask_abc as abc
+    >>> def model(p):
+    ...     return {"y": p["theta"] + np.random.normal()}
+    >>> prior = abc.Distribution(theta=abc.RV("norm", 0, 3))
+    >>> smc = abc.ABCSMC(model, prior, population_size=50, seed=1,
+    ...                  sampler=abc.sampler.SingleCoreSampler())
+    >>> history = smc.new("sqlite://", {"y": 1.0})
+    >>> history = smc.run(max_nr_populations=2)
+    >>> history.n_populations
+    2
+    """
+
+    def __init__(self, models, parameter_priors, distance_function=None, population_size=100,
+                 summary_statistics: Callable = identity, model_prior: RV | None = None,
+                 model_perturbation_kernel: ModelPerturbationKernel | None = None,
+                 transitions=None, eps=None, sampler: Sampler | None = None,
+                 acceptor: Acceptor | None = None, stop_if_only_single_model_alive: bool = False,
+                 max_nr_recorded_particles: float = np.inf, seed: int | None = None):
+        self.models: list[Model] = [to_model(m, i) for i, m in enumerate(_as_list(models))]
+        self.parameter_priors: list[Distribution] = _as_list(parameter_priors)
+        n_models = len(self.models)
+        if len(self.parameter_priors) != n_models:
+            raise ValueError(f"{n_models} model(s) but {len(self.parameter_priors)} parameter "
+                             "prior(s): give one prior per model")
+        for i, prior in enumerate(self.parameter_priors):
+            if not isinstance(prior, Distribution):
+                raise TypeError(f"parameter prior {i} (model {self.models[i].name!r}) must be a "
+                                f"Distribution, got {type(prior).__name__}")
+        self.population_size = _population_size(population_size)
+        self.distance_function: Distance = to_distance(distance_function)
+        if not callable(summary_statistics):
+            raise TypeError("summary_statistics must be callable")
+        self.summary_statistics = summary_statistics
+        self.model_prior = model_prior if model_prior is not None else RV("randint", 0, n_models)
+        self._model_prior_p = self._model_prior_probabilities()
+        self.model_perturbation_kernel = (model_perturbation_kernel
+                                          or ModelPerturbationKernel(n_models, 0.7))
+        self.transitions: list[Transition] = self._transitions(transitions, n_models)
+        if eps is None:
+            eps = MedianEpsilon()
+        elif isinstance(eps, int | float):
+            eps = ConstantEpsilon(eps)
+        if not isinstance(eps, Epsilon):
+            raise TypeError(f"eps must be an Epsilon or a number, got {eps!r}")
+        self.eps = eps
+        self.sampler = sampler if sampler is not None else default_sampler()
+        self.acceptor = to_acceptor(acceptor)
+        self.stop_if_only_single_model_alive = stop_if_only_single_model_alive
+        self.max_nr_recorded_particles = max_nr_recorded_particles
+        self.seed = None if seed is None else int(seed)
+        self.history: History | None = None
+        self._layout: SumStatLayout | None = None
+        self._x0: np.ndarray | None = None
+        self._population: Population | None = None
+        self.eps_values: dict[int, float] = {}  # the threshold used in every generation
+
+    # -- setup -----------------------------------------------------------------
+
+    def _model_prior_probabilities(self) -> np.ndarray:
+        n = len(self.models)
+        p = np.array([float(self.model_prior.pdf(m)) for m in range(n)])
+        if not (np.all(np.isfinite(p)) and np.all(p >= 0) and p.sum() > 0):
+            raise ValueError(f"model_prior gives probabilities {p.tolist()} to models 0..{n - 1}")
+        return p / p.sum()
+
+    @staticmethod
+    def _transitions(transitions, n_models: int) -> list[Transition]:
+        if transitions is None:
+            return [MultivariateNormalTransition() for _ in range(n_models)]
+        if isinstance(transitions, Transition):
+            return [copy.deepcopy(transitions) for _ in range(n_models)]
+        transitions = list(transitions)
+        if len(transitions) != n_models:
+            raise ValueError(f"{n_models} model(s) but {len(transitions)} transitions")
+        return transitions
+
+    def _configure(self, observed: Mapping) -> None:
+        self._layout = SumStatLayout.from_observed(observed)
+        self._x0 = self._layout.flatten(observed, who="observed data")
+        self.distance_function.configure(self._layout)
+
+    def _spec(self, t: int, eps: float, population: Population | None,
+              record_all: bool) -> GenerationSpec:
+        fitted = None
+        if population is not None:
+            fitted = []
+            for j, transition in enumerate(self.transitions):
+                rows = np.flatnonzero(population.model == j)
+                if population.model_probabilities[j] > 0 and rows.size:
+                    d = self.parameter_priors[j].dim
+                    transition.fit(population.theta[rows, :d], population.weight[rows])
+                    fitted.append(transition)
+                else:
+                    fitted.append(None)
+        return GenerationSpec(
+            t=t, seed=self.seed, models=self.models, priors=self.parameter_priors,
+            model_prior=self._model_prior_p, model_kernel=self.model_perturbation_kernel,
+            previous_model_probabilities=(None if population is None
+                                          else population.model_probabilities),
+            transitions=fitted or [None] * len(self.models),
+            summary_statistics=self.summary_statistics, distance=self.distance_function,
+            layout=self._layout, x0=self._x0, eps=eps, acceptor=self.acceptor,
+            record_all_sum_stats=record_all)
+
+    def _open(self, db) -> History:
+        if isinstance(db, History):
+            db.conn  # noqa: B018 - raises if closed
+            return db
+        return History(db)
+
+    def new(self, db, observed_sum_stat: Mapping | None = None, *, gt_model: int | None = None,
+            gt_par: Mapping | None = None, meta_info: Mapping | None = None) -> History:
+        """Start a new run in the database ``db`` with the observed data.
+
+        Every model is run once on a prior sample first, so that a bad setup
+        (parameter names, statistic keys and types, a distance that is not a
+        number) fails here, before any sampling and before the run is stored.
+        """
+        if observed_sum_stat is None:
+            raise ValueError("new() needs the observed data (observed_sum_stat)")
+        if self.seed is None:
+            self.seed = int(np.random.SeedSequence().entropy % 2**63)
+        self._configure(observed_sum_stat)
+        self._spec(-1, np.inf, None, False).check()
+        history = self._open(db)
+        history.create_run(
+            seed=self.seed, model_names=[m.name for m in self.models],
+            parameter_names=[p.get_parameter_names() for p in self.parameter_priors],
+            layout=self._layout, observed=observed_sum_stat, observed_flat=self._x0,
+            gt_model=gt_model, gt_par=gt_par, meta_info=meta_info)
+        self.history, self._population = history, None
+        logger.info("new run %d in %s (seed %d)", history.id, history.db, self.seed)
+        return history
+
+    def load(self, db, abc_id: int = 1, observed_sum_stat: Mapping | None = None) -> History:
+        """Continue run ``abc_id`` of ``db`` from its last completed generation."""
+        history = History(db, abc_id=abc_id, create=False) if not isinstance(db, History) \
+            else db
+        names = [p.get_parameter_names() for p in self.parameter_priors]
+        if history.parameter_names != names:
+            raise DatabaseError(f"run {abc_id} of {history.db!r} has parameters "
+                                f"{history.parameter_names}, this ABCSMC {names}")
+        if self.seed is not None and self.seed != history.seed:
+            raise ValueError(f"run {abc_id} was started with seed {history.seed}, this ABCSMC "
+                             f"has seed {self.seed}; leave seed=None to continue the run")
+        self.seed = history.seed
+        self._configure(observed_sum_stat if observed_sum_stat is not None
+                        else history.observed_sum_stat())
+        self._spec(-1, np.inf, None, False).check()
+        self.history, self._population = history, None
+        if history.max_t >= 0:
+            self._restore(history)
+        logger.info("loaded run %d of %s at generation %d", abc_id, history.db, history.max_t)
+        return history
+
+    def _restore(self, history: History) -> None:
+        t = history.max_t
+        info = history.get_all_populations().set_index("t")
+        arrays = history.get_population_arrays(t)
+        probs = history.get_model_probabilities(t).iloc[0].to_numpy(dtype=float)
+        self._population = Population(t=t, model_probabilities=probs,
+                                      samples=int(info.loc[t, "samples"]), **arrays)
+        state = history.get_state(t)
+        for s in info.index[info.index >= 0]:
+            self.eps_values[int(s)] = float(info.loc[s, "epsilon"])
+            self.distance_function.set_state(int(s), history.get_state(int(s)).get("distance"))
+        self.distance_function.set_state(t + 1, state.get("next_distance"))
+        self._prepare_epsilon(t + 1, self._population)
+
+    # -- the loop ------------------------------------------------------------------
+
+    def _calibrate(self) -> None:
+        needs = self.eps.requires_calibration or self.distance_function.requires_calibration
+        if needs:
+            start = time.perf_counter()
+            spec = self._spec(-1, np.inf, None, False)
+            sample = self.sampler.sample_until_n_accepted(self.population_size, spec)
+            stats = sample.sum_stats
+            self.distance_function.initialize(0, stats, self._x0)
+            distances = self.distance_function.batch(stats, self._x0, 0)
+            self.eps.initialize(0, distances, np.full(len(distances), 1 / len(distances)))
+            self.history.store_calibration(sample.n_evaluations, time.perf_counter() - start)
+            logger.info("calibration: %d prior samples, eps(0) = %.4g (%.2f s)",
+                        sample.n_evaluations, self.eps(0), time.perf_counter() - start)
+        else:
+            self.eps.initialize(0, np.zeros(0), np.zeros(0))
+
+    def _prepare_epsilon(self, t: int, population: Population) -> None:
+        distances = self.distance_function.batch(population.sum_stats, self._x0, t)
+        self.eps.update(t, distances, population.weight)
+
+    def _population_from(self, t: int, sample) -> Population:
+        weight = sample.weight / sample.weight.sum()
+        probs = np.bincount(sample.model, weights=weight, minlength=len(self.models))
+        return Population(t=t, index=sample.index, model=sample.model, theta=sample.theta,
+                          weight=weight, distance=sample.distance, sum_stats=sample.sum_stats,
+                          model_probabilities=probs, samples=sample.n_evaluations)
+
+    def run(self, minimum_epsilon: float | None = None, max_nr_populations: float = np.inf,
+            min_acceptance_rate: float = 0.0, max_total_nr_simulations: float = np.inf,
+            max_walltime: datetime.timedelta | None = None, min_eps_diff: float = 0.0) -> History:
+        """Run generations until a stopping rule holds; returns the History.
+
+        Rules, checked in this order after every generation: the generation
+        limit (counted from this call), epsilon <= ``minimum_epsilon``, epsilon
+        change < ``min_eps_diff``, a single model alive (if asked), acceptance
+        rate < ``min_acceptance_rate`` (a generation that would need more than
+        ``population_size / min_acceptance_rate`` evaluations is stopped early
+        and not stored), total simulations >= ``max_total_nr_simulations``,
+        wall time > ``max_walltime``. The log says which rule stopped the run.
+        """
+        if self.history is None:
+            raise RuntimeError("call new() or load() before run()")
+        history = self.history
+        history.conn  # noqa: B018 - a closed History fails here, before any work
+        if minimum_epsilon is None:
+            minimum_epsilon = -np.inf
+        n = self.population_size
+        max_eval = n / min_acceptance_rate if min_acceptance_rate > 0 else np.inf
+        started = time.perf_counter()
+        t = history.max_t + 1
+        t_end = t + max_nr_populations
+        reason = None
+        try:
+            if t == 0:
+                self._calibrate()
+            while reason is None:
+                if t >= t_end or t >= self.eps.max_generations():
+                    reason = f"maximum number of generations reached ({t})"
+                    break
+                reason = self._generation(t, n, max_eval, min_acceptance_rate)
+                if reason is None:
+                    reason = self._stop_reason(t, minimum_epsilon, min_eps_diff,
+                                               min_acceptance_rate, max_total_nr_simulations,
+                                               max_walltime, started)
+                t += 1
+        except BaseException as e:
+            history.done(f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            raise
+        finally:
+            self.sampler.stop()
+        history.done(reason)
+        logger.info("stopped: %s", reason)
+        return history
+
+    def _generation(self, t: int, n: int, max_eval: float, min_acceptance_rate: float):
+        start = time.perf_counter()
+        eps = self.eps(t)
+        self.eps_values[t] = eps
+        previous = self._population
+        record_all = self.distance_function.requires_all_sum_stats
+        spec = self._spec(t, eps, previous, record_all)
+        sample = self.sampler.sample_until_n_accepted(
+            n, spec, max_eval, previous.acceptance_rate if previous else None)
+        if not sample.complete:
+            return (f"acceptance rate below {min_acceptance_rate}: {sample.n_accepted}/{n} "
+                    f"accepted in {sample.n_evaluations} evaluations of generation {t} "
+                    "(generation not stored)")
+        population = self._population_from(t, sample)
+        if record_all:
+            stats = sample.all_sum_stats
+            if len(stats) > self.max_nr_recorded_particles:
+                stats = stats[: int(self.max_nr_recorded_particles)]
+            self.distance_function.update(t + 1, stats, self._x0)
+        self._prepare_epsilon(t + 1, population)
+        seconds = time.perf_counter() - start
+        self.history.append_population(
+            t, epsilon=eps, samples=population.samples,
+            evaluations_performed=sample.evaluations_performed, seconds=seconds,
+            ess=population.ess, index=population.index, model=population.model,
+            theta=population.theta, weight=population.weight, distance=population.distance,
+            sum_stats=population.sum_stats, model_probabilities=population.model_probabilities,
+            state={"distance": self.distance_function.get_state(t),
+                   "next_distance": self.distance_function.get_state(t + 1)})
+        self._population = population
+        probs = ""
+        if len(self.models) > 1:
+            probs = ", p(m) " + " ".join(f"{p:.3f}" for p in population.model_probabilities)
+        logger.info("t=%d: eps=%.4g, accepted %d/%d (%.2f%%), ESS %.1f, %.2f s%s", t, eps, n,
+                    population.samples, 100 * population.acceptance_rate, population.ess,
+                    seconds, probs)
+        return None
+
+    def _stop_reason(self, t, minimum_epsilon, min_eps_diff, min_acceptance_rate,
+                     max_total_nr_simulations, max_walltime, started) -> str | None:
+        eps = self.eps_values[t]
+        population = self._population
+        if eps <= minimum_epsilon:
+            return f"epsilon {eps:.4g} <= minimum_epsilon {minimum_epsilon}"
+        if t - 1 in self.eps_values and abs(eps - self.eps_values[t - 1]) < min_eps_diff:
+            return (f"epsilon changed by {abs(eps - self.eps_values[t - 1]):.4g} < "
+                    f"min_eps_diff {min_eps_diff}")
+        alive = int(np.count_nonzero(population.model_probabilities))
+        if self.stop_if_only_single_model_alive and alive <= 1:
+            return "only a single model alive"
+        if population.acceptance_rate < min_acceptance_rate:
+            return (f"acceptance rate {population.acceptance_rate:.4g} < min_acceptance_rate "
+                    f"{min_acceptance_rate}")
+        total = self.history.total_nr_simulations
+        if total >= max_total_nr_simulations:
+            return (f"total simulations {total} >= max_total_nr_simulations "
+                    f"{max_total_nr_simulations}")
+        if max_walltime is not None:
+            elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
+            if elapsed > max_walltime:
+                return f"wall time {elapsed} > max_walltime {max_walltime}"
+        return None

@@ -1,0 +1,86 @@
+"""The sampler interface: where and when index ranges of a generation are evaluated."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from .. import config
+from ..generation import GenerationSpec
+from ..sample import Sample, SampleCollector
+
+
+def nr_cores_available() -> int:
+    """Processes to use: ``abc.multicore.n-procs``, ``$PYABC_NUM_PROCS``, else the CPU count."""
+    configured = config.get("multicore.n-procs")
+    if configured:
+        return int(configured)
+    if os.environ.get("PYABC_NUM_PROCS"):
+        return int(os.environ["PYABC_NUM_PROCS"])
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def acceptance_rate_estimate(collector: SampleCollector, hint: float | None) -> float:
+    """The acceptance rate seen so far in this generation, else the hint, else 1."""
+    if collector.prefix >= 50 or (collector.prefix and collector.prefix_accepted):
+        return max(collector.prefix_accepted, 1) / collector.prefix
+    return hint if hint else 1.0
+
+
+def evaluations_still_needed(collector: SampleCollector, hint: float | None) -> int:
+    """Expected evaluations until the population is complete (at least 1)."""
+    remaining = collector.n - collector.n_accepted
+    return max(1, math.ceil(remaining / acceptance_rate_estimate(collector, hint)))
+
+
+class Sampler:
+    """Base class of samplers.
+
+    A sampler only decides where and when index ranges of a
+    :class:`~dask_abc.generation.GenerationSpec` are evaluated; the spec does all
+    the statistics, so every sampler returns the same population.
+
+    Subclasses implement :meth:`_run`, which feeds batch results into the
+    collector until ``collector.done``.
+    """
+
+    def __init__(self, check_max_eval: bool = False):
+        self.check_max_eval = check_max_eval  # accepted for pyABC; max_eval always holds
+        self.nr_evaluations_ = 0
+
+    def sample_until_n_accepted(
+        self,
+        n: int,
+        spec: GenerationSpec,
+        max_eval: float = np.inf,
+        acceptance_rate_hint: float | None = None,
+    ) -> Sample:
+        """Evaluate indices until the population of ``n`` is determined."""
+        collector = SampleCollector(n, max_eval)
+        state = np.random.get_state()  # simulations reseed it when they run in this process
+        try:
+            self._run(spec, collector, acceptance_rate_hint)
+        finally:
+            np.random.set_state(state)
+        sample = collector.result()
+        self.nr_evaluations_ = sample.evaluations_performed
+        return sample
+
+    def _run(self, spec: GenerationSpec, collector: SampleCollector,
+             acceptance_rate_hint: float | None) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Release what the sampler started (processes, executors); it can start again."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class SamplerError(RuntimeError):
+    """A sampler's worker died or the sampler could not proceed."""

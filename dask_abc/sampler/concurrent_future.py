@@ -1,0 +1,90 @@
+"""Evaluate index ranges on any ``concurrent.futures.Executor``."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+
+from ..generation import GenerationSpec
+from ..sample import SampleCollector
+from . import payload
+from .base import Sampler, nr_cores_available
+
+
+class ConcurrentFutureSampler(Sampler):
+    """Submit ranges of ``batch_size`` indices to an executor, keeping at most
+    ``client_max_jobs`` in flight; ranges no longer needed are cancelled.
+
+    Parameters
+    ----------
+    cfuture_executor : concurrent.futures.Executor, optional
+        Any executor (process or thread pool, or a compatible client). If
+        None, a process pool with one process per core is started and shut
+        down by :meth:`stop`. With threads, models must not use numpy's global
+        RNG (it is shared by threads); take an ``rng`` argument instead.
+    client_max_jobs : int
+        Tasks in flight at most.
+    default_pickle : bool
+        Accepted for pyABC; the spec is always cloudpickled once per generation.
+    batch_size : int
+        Indices per task.
+
+    Examples
+    --------
+    >>> from concurrent.futures import ProcessPoolExecutor
+    >>> sampler = ConcurrentFutureSampler(ProcessPoolExecutor(2), batch_size=10)
+    """
+
+    def __init__(self, cfuture_executor: cf.Executor | None = None, client_max_jobs: int = 200,
+                 default_pickle: bool = True, batch_size: int = 1):
+        super().__init__()
+        if batch_size < 1 or client_max_jobs < 1:
+            raise ValueError("ConcurrentFutureSampler: batch_size and client_max_jobs must be >= 1")
+        self.executor = cfuture_executor
+        self._owns_executor = False
+        self.client_max_jobs = client_max_jobs
+        self.default_pickle = default_pickle
+        self.batch_size = batch_size
+
+    def _executor(self) -> cf.Executor:
+        if self.executor is None:
+            self.executor = cf.ProcessPoolExecutor(
+                nr_cores_available(), mp_context=mp.get_context("fork"))
+            self._owns_executor = True
+        return self.executor
+
+    def _run(self, spec: GenerationSpec, collector: SampleCollector, acceptance_rate_hint):
+        executor = self._executor()
+        shipped = payload.SpecPayload(spec)
+        # The first tasks carry the spec; later ones only its token.
+        with_data_left = getattr(executor, "_max_workers", 1)
+        pending: dict[cf.Future, tuple[int, int]] = {}
+
+        def submit(start: int, count: int, with_data: bool) -> None:
+            future = executor.submit(payload.evaluate, *shipped.task(start, count, with_data))
+            pending[future] = (start, count)
+
+        next_start = 0
+        try:
+            while not collector.done:
+                while len(pending) < self.client_max_jobs and next_start < collector.max_eval:
+                    count = int(min(self.batch_size, collector.max_eval - next_start))
+                    submit(next_start, count, with_data_left > 0)
+                    with_data_left -= 1
+                    next_start += count
+                finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for future in finished:
+                    start, count = pending.pop(future)
+                    result = future.result()
+                    if result is payload.MISSING:
+                        submit(start, count, True)
+                    else:
+                        collector.add(result)
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def stop(self) -> None:
+        if self._owns_executor and self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor, self._owns_executor = None, False

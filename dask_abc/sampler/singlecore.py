@@ -1,0 +1,30 @@
+"""Evaluate in the calling process."""
+
+from __future__ import annotations
+
+from .. import config
+from ..generation import GenerationSpec
+from ..sample import SampleCollector
+from .base import Sampler
+
+
+class SingleCoreSampler(Sampler):
+    """Evaluate every index in this process, in order.
+
+    Proposals are drawn for ``abc.single-core.chunk`` indices at once
+    (vectorised); simulations stop at the n-th acceptance, so no simulation
+    runs in excess.
+
+    Examples
+    --------
+    >>> sampler = SingleCoreSampler()
+    """
+
+    def _run(self, spec: GenerationSpec, collector: SampleCollector, acceptance_rate_hint):
+        chunk = int(config.get("single-core.chunk"))
+        start = 0
+        while not collector.done:
+            count = int(min(chunk, collector.max_eval - start))
+            batch = spec.evaluate(start, count, needed=collector.n - collector.n_accepted)
+            collector.add(batch)
+            start = batch.stop

@@ -1,0 +1,5 @@
+"""Storage of runs: the :class:`History` on SQLite."""
+
+from .history import DatabaseError, History
+
+__all__ = ["DatabaseError", "History"]
