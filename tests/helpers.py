@@ -1,0 +1,37 @@
+"""Shared models and assertions for the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import dask_abc as abc
+
+
+def gaussian_model(parameter):
+    """y ~ N(theta, 1)."""
+    return {"y": parameter["theta"] + np.random.normal()}
+
+
+def gaussian_prior():
+    return abc.Distribution(theta=abc.RV("norm", 0, 3))
+
+
+def weighted_mean_sd(history, m=0, t=None, name="theta"):
+    df, w = history.get_distribution(m, t)
+    mean = float(np.sum(w * df[name]))
+    return mean, float(np.sqrt(np.sum(w * (df[name] - mean) ** 2)))
+
+
+def assert_histories_equal(h1, h2):
+    """Same generations, epsilons, evaluation counts, particles, weights, distances."""
+    assert h1.max_t == h2.max_t
+    p1, p2 = h1.get_all_populations(), h2.get_all_populations()
+    assert p1["t"].tolist() == p2["t"].tolist()
+    assert p1["samples"].tolist() == p2["samples"].tolist()
+    assert p1["epsilon"].tolist() == p2["epsilon"].tolist()
+    assert h1.total_nr_simulations == h2.total_nr_simulations
+    for t in range(h1.max_t + 1):
+        a, b = h1.get_population_arrays(t), h2.get_population_arrays(t)
+        for key in a:
+            assert np.array_equal(a[key], b[key], equal_nan=True), (t, key)
+    assert h1.get_model_probabilities().equals(h2.get_model_probabilities())
