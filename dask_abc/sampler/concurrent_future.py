@@ -8,7 +8,7 @@ import multiprocessing as mp
 from ..generation import GenerationSpec
 from ..sample import SampleCollector
 from . import payload
-from .base import Sampler, nr_cores_available
+from .base import Sampler, SamplerError, nr_cores_available
 
 
 class ConcurrentFutureSampler(Sampler):
@@ -75,7 +75,7 @@ class ConcurrentFutureSampler(Sampler):
                 finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
                     start, count = pending.pop(future)
-                    result = future.result()
+                    result = self._result(future, executor, collector)
                     if result is payload.MISSING:
                         submit(start, count, True)
                     else:
@@ -83,6 +83,18 @@ class ConcurrentFutureSampler(Sampler):
         finally:
             for future in pending:
                 future.cancel()
+
+    def _result(self, future: cf.Future, executor: cf.Executor, collector: SampleCollector):
+        try:
+            return future.result()
+        except cf.BrokenExecutor as e:
+            codes = sorted({p.exitcode for p in getattr(executor, "_processes", {}).values()
+                            if p.exitcode not in (None, 0)})
+            raise SamplerError(
+                f"ConcurrentFutureSampler: a worker of {type(executor).__name__} died"
+                + (f" with exit code {', '.join(map(str, codes))}" if codes else "")
+                + f" ({e}); generation incomplete at {collector.n_accepted}/{collector.n} "
+                "accepted") from e
 
     def stop(self) -> None:
         if self._owns_executor and self.executor is not None:

@@ -118,8 +118,14 @@ class History:
                  _id: int | None = None):
         self.db = db
         self.path = database_path(db)
-        if not create and self.path != ":memory:" and not os.path.exists(self.path):
-            raise DatabaseError(f"database {db!r} does not exist")
+        self._id = None
+        if self.path != ":memory:":
+            if not create and not os.path.exists(self.path):
+                raise DatabaseError(f"database {db!r} does not exist")
+            folder = os.path.dirname(os.path.abspath(self.path))
+            if not os.path.isdir(folder):
+                raise DatabaseError(f"cannot create database {db!r}: folder {folder} does not "
+                                    "exist")
         self._conn: sqlite3.Connection | None = None
         self._connect(create)
         ids = self._run_ids()
