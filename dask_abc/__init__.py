@@ -20,7 +20,9 @@ from .epsilon import ConstantEpsilon, Epsilon, ListEpsilon, MedianEpsilon, Quant
 from .generation import GenerationSpec
 from .inference import ABCSMC
 from .model import FunctionModel, Model, ModelError
+from .model import FunctionModel as SimpleModel
 from .parameters import Parameter
+from .populationstrategy import ConstantPopulationSize
 from .random_variables import RV, BoundedRV, Distribution, LowerBoundDecorator, RVBase
 from .storage import DatabaseError, History
 from .sumstat import SumStatError, identity
@@ -32,6 +34,7 @@ from .transition import (
     scott_rule_of_thumb,
     silverman_rule_of_thumb,
 )
+from .utils import create_sqlite_db_id
 
 __version__ = "0.1.0"
 
@@ -40,6 +43,7 @@ __all__ = [
     "Acceptor",
     "AdaptivePNormDistance",
     "BoundedRV",
+    "ConstantPopulationSize",
     "ConstantEpsilon",
     "DatabaseError",
     "Distance",
@@ -63,9 +67,11 @@ __all__ = [
     "QuantileEpsilon",
     "RV",
     "RVBase",
+    "SimpleModel",
     "SumStatError",
     "Transition",
     "UniformAcceptor",
+    "create_sqlite_db_id",
     "identity",
     "median_absolute_deviation",
     "sampler",

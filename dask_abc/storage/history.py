@@ -100,10 +100,14 @@ class History:
     db : str
         ``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite://``
         (in memory) or a file path.
-    abc_id : int, optional
-        The run to read; default the latest.
+    stores_sum_stats : bool
+        Accepted for pyABC; statistics are always stored.
+    _id : int, optional
+        pyABC's name for ``abc_id``.
     create : bool
         Create the file and tables if they do not exist.
+    abc_id : int, optional
+        The run to read; default the latest.
 
     Examples
     --------
@@ -114,8 +118,8 @@ class History:
 
     PRE_TIME = PRE_TIME
 
-    def __init__(self, db: str, abc_id: int | None = None, create: bool = True,
-                 _id: int | None = None):
+    def __init__(self, db: str, stores_sum_stats: bool = True, _id: int | None = None,
+                 create: bool = True, *, abc_id: int | None = None):
         self.db = db
         self.path = database_path(db)
         self._id = None
