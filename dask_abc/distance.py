@@ -228,6 +228,9 @@ class FunctionDistance(Distance):
     def __init__(self, function: Callable):
         self.function = function
 
+    def __repr__(self) -> str:
+        return getattr(self.function, "__name__", repr(self.function))
+
     def batch(self, X: np.ndarray, x0: np.ndarray, t: int) -> np.ndarray:
         layout = self.layout
         obs = layout.unflatten(x0)

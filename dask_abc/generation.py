@@ -268,12 +268,18 @@ class GenerationSpec:
                 d = self.distance.batch(x[None, :], self.x0, max(self.t, 0))
                 if not np.isfinite(d[0]) and not np.isposinf(d[0]):
                     raise ValueError(
-                        f"distance {type(self.distance).__name__} returned {d[0]} for model "
+                        f"distance {_name(self.distance)} returned {d[0]} for model "
                         f"{model.name!r} at parameter {dict(self.parameter(j, theta[0]))}; "
                         "a distance must be a number"
                     )
         finally:
             np.random.set_state(state)
+
+
+def _name(obj) -> str:
+    """A short name for messages: a class name, or the repr of a wrapped function."""
+    cls = type(obj)
+    return repr(obj) if cls.__repr__ is not object.__repr__ else cls.__name__
 
 
 def _explain_model_error(error: ModelError, names: list[str]) -> Exception:

@@ -62,12 +62,13 @@ class RV(RVBase):
             return self.pdf(x) > 0
         # Cheaper than the density; scipy's continuous densities are positive
         # inside the open support.
+        x = np.asarray(x, dtype=float)
         lower, upper = self._support
-        inside = (x > lower) & (x < upper)
+        inside = np.atleast_1d((x > lower) & (x < upper))
         edge = np.flatnonzero((x == lower) | (x == upper))
         if edge.size:
-            inside[edge] = self.pdf(x[edge]) > 0
-        return inside
+            inside[edge] = self.pdf(np.atleast_1d(x)[edge]) > 0
+        return inside.reshape(x.shape)
 
     def ppf(self, u):
         return self.distribution.ppf(u)

@@ -28,7 +28,7 @@ def scott_rule_of_thumb(n_samples: float, dimension: int) -> float:
 def weighted_covariance(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Weighted covariance of the rows of ``X``, regularised to be positive definite."""
     n, d = X.shape
-    if n > 1:
+    if n > 1 and np.count_nonzero(w) > 1:
         cov = np.atleast_2d(np.cov(X, rowvar=False, aweights=w))
     else:
         cov = np.zeros((d, d))

@@ -131,6 +131,15 @@ def test_discrete_rv_uses_the_pmf():
     assert np.array_equal(rv.in_support(k.astype(float)), k >= 0)
 
 
+def test_rv_in_support_accepts_scalars_like_other_random_variables():
+    """``RVBase.in_support`` (used by BoundedRV) takes scalars; ``RV.in_support`` does too
+    inside the support (1.0 below works) but not on its boundary."""
+    expon = abc.RV("expon")
+    assert bool(expon.in_support(1.0))
+    assert bool(abc.BoundedRV(expon, lower=0.0).in_support(0.0))
+    assert bool(expon.in_support(0.0))  # the density at 0 is 1
+
+
 def test_rv_rejects_unknown_names():
     with pytest.raises(ValueError, match="'no_such_distribution'"):
         abc.RV("no_such_distribution", 0, 1)
