@@ -75,26 +75,26 @@ class ConcurrentFutureSampler(Sampler):
                 finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
                     start, count = pending.pop(future)
-                    result = self._result(future, executor, collector)
+                    result = future.result()
                     if result is payload.MISSING:
                         submit(start, count, True)
                     else:
                         collector.add(result)
+        except cf.BrokenExecutor as e:
+            raise self._broken(e, executor, collector) from e
         finally:
             for future in pending:
                 future.cancel()
 
-    def _result(self, future: cf.Future, executor: cf.Executor, collector: SampleCollector):
-        try:
-            return future.result()
-        except cf.BrokenExecutor as e:
-            codes = sorted({p.exitcode for p in getattr(executor, "_processes", {}).values()
-                            if p.exitcode not in (None, 0)})
-            raise SamplerError(
-                f"ConcurrentFutureSampler: a worker of {type(executor).__name__} died"
-                + (f" with exit code {', '.join(map(str, codes))}" if codes else "")
-                + f" ({e}); generation incomplete at {collector.n_accepted}/{collector.n} "
-                "accepted") from e
+    @staticmethod
+    def _broken(error: Exception, executor: cf.Executor, collector: SampleCollector):
+        processes = getattr(executor, "_processes", None) or {}
+        codes = sorted({p.exitcode for p in processes.values() if p.exitcode not in (None, 0)})
+        return SamplerError(
+            f"ConcurrentFutureSampler: a worker of {type(executor).__name__} died"
+            + (f" with exit code {', '.join(map(str, codes))}" if codes else "")
+            + f" ({error}); generation incomplete at {collector.n_accepted}/{collector.n} "
+            "accepted")
 
     def stop(self) -> None:
         if self._owns_executor and self.executor is not None:
