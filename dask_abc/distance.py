@@ -132,9 +132,29 @@ def median_absolute_deviation(X: np.ndarray, x0: np.ndarray | None = None) -> np
     return np.median(np.abs(X - np.median(X, axis=0)), axis=0)
 
 
+def mean_absolute_deviation(X: np.ndarray, x0: np.ndarray | None = None) -> np.ndarray:
+    """Column-wise mean absolute deviation from the mean."""
+    return np.mean(np.abs(X - np.mean(X, axis=0)), axis=0)
+
+
 def standard_deviation(X: np.ndarray, x0: np.ndarray | None = None) -> np.ndarray:
     """Column-wise standard deviation."""
     return np.std(X, axis=0)
+
+
+def median_absolute_deviation_to_observation(X: np.ndarray, x0: np.ndarray) -> np.ndarray:
+    """Column-wise median absolute deviation from the observed value."""
+    return np.median(np.abs(X - x0), axis=0)
+
+
+def mean_absolute_deviation_to_observation(X: np.ndarray, x0: np.ndarray) -> np.ndarray:
+    """Column-wise mean absolute deviation from the observed value."""
+    return np.mean(np.abs(X - x0), axis=0)
+
+
+def root_mean_square_deviation(X: np.ndarray, x0: np.ndarray) -> np.ndarray:
+    """Column-wise root mean square deviation from the observed value."""
+    return np.sqrt(np.mean((X - x0) ** 2, axis=0))
 
 
 class AdaptivePNormDistance(PNormDistance):

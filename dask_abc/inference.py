@@ -328,8 +328,11 @@ class ABCSMC:
             if t == 0:
                 self._calibrate()
             while reason is None:
-                if t >= t_end or t >= self.eps.max_generations():
+                if t >= t_end:
                     reason = f"maximum number of generations reached ({t})"
+                    break
+                if t >= self.eps.max_generations():
+                    reason = f"all {t} epsilon values of {type(self.eps).__name__} used"
                     break
                 reason = self._generation(t, n, max_eval, min_acceptance_rate)
                 if reason is None:

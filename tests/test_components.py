@@ -9,6 +9,7 @@ import pytest
 import scipy.stats as st
 
 import dask_abc as abc
+from dask_abc import distance as distance_module
 from dask_abc import rng
 from dask_abc.distance import median_absolute_deviation
 from dask_abc.epsilon import weighted_quantile
@@ -730,3 +731,21 @@ def test_generation_spec_evaluate_needed_stops_at_the_nth_acceptance(next_spec):
     for field in FIELDS:
         assert np.array_equal(getattr(part, field), getattr(whole, field)[:needed],
                               equal_nan=True), field
+
+
+@pytest.mark.parametrize("scale", [
+    distance_module.mean_absolute_deviation,
+    distance_module.standard_deviation,
+    distance_module.median_absolute_deviation_to_observation,
+    distance_module.mean_absolute_deviation_to_observation,
+    distance_module.root_mean_square_deviation,
+])
+def test_adaptive_distance_with_pyabc_scale_functions(scale):
+    X = np.random.default_rng(5).normal(size=(200, 3)) * np.array([1.0, 10.0, 100.0])
+    x0 = np.array([0.5, -1.0, 2.0])
+    d = abc.AdaptivePNormDistance(p=1, scale_function=scale)
+    d.configure(SumStatLayout(["a", "b", "c"], [(), (), ()]))
+    d.initialize(0, X, x0)
+    w = 1 / scale(X, x0)
+    assert np.allclose(d.weights_for(0), w * 3 / w.sum())
+    assert d.weights_for(0)[0] > d.weights_for(0)[1] > d.weights_for(0)[2]

@@ -208,6 +208,7 @@ def test_stop_min_eps_diff(tmp_path):
 def test_list_epsilon_ends_the_run(tmp_path):
     history = quick_run(tmp_path, eps=abc.ListEpsilon([3, 2]))
     assert history.n_populations == 2
+    assert history.stop_reason == "all 2 epsilon values of ListEpsilon used"
     populations = history.get_all_populations()
     assert populations["t"].tolist() == [0, 1]  # no calibration sample needed
     assert populations["epsilon"].tolist() == [3, 2]
