@@ -489,7 +489,7 @@ def test_list_epsilon_limits_the_number_of_generations():
     history = smc.run(max_nr_populations=10)
     assert history.n_populations == 2
     assert history.get_all_populations()["epsilon"].tolist() == [3.0, 2.0]
-    assert "maximum number of generations" in history.stop_reason
+    assert history.stop_reason == "all 2 epsilon values of ListEpsilon used"
     history.close()
 
 

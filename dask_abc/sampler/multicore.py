@@ -1,4 +1,4 @@
-"""Forked worker processes that claim index ranges from a shared counter."""
+"""Forked worker processes that evaluate index ranges handed out by the master."""
 
 from __future__ import annotations
 
@@ -14,17 +14,11 @@ from ..sample import SampleCollector
 from .base import Sampler, SamplerError, evaluations_still_needed, nr_cores_available
 
 
-def _worker(spec, counter, claim, stop, results, max_eval):
-    """Claim ranges of ``claim.value`` indices until told to stop."""
+def _worker(spec, tasks, results):
+    """Evaluate ``(start, count)`` ranges from ``tasks`` until a ``None`` arrives."""
     try:
-        while not stop.is_set():
-            with counter.get_lock():
-                start = counter.value
-                count = int(min(claim.value, max_eval - start))
-                if count <= 0:
-                    break
-                counter.value = start + count
-            results.put(("batch", spec.evaluate(start, count)))
+        while (task := tasks.get()) is not None:
+            results.put(("batch", spec.evaluate(*task)))
     except BaseException as e:  # report everything, also KeyboardInterrupt, to the master
         try:
             pickle.dumps(e)
@@ -34,7 +28,11 @@ def _worker(spec, counter, claim, stop, results, max_eval):
 
 
 class MulticoreSampler(Sampler):
-    """Base of the fork-based samplers: a pool per generation, a shared index counter.
+    """Base of the fork-based samplers: a pool per generation, ranges sized by the master.
+
+    The master decides every range with the latest results and keeps
+    ``1 + pipeline_depth`` ranges queued per worker; subclasses set the range
+    size (:meth:`_claim_size`) and the depth.
 
     Parameters
     ----------
@@ -48,6 +46,9 @@ class MulticoreSampler(Sampler):
         Accepted for pyABC; ``max_eval`` always holds.
     """
 
+    #: Ranges queued per worker beyond the one it evaluates.
+    pipeline_depth = 1
+
     def __init__(self, n_procs: int | None = None, daemon: bool = True, pickle=None,
                  check_max_eval: bool = False):
         super().__init__(check_max_eval=check_max_eval)
@@ -57,7 +58,8 @@ class MulticoreSampler(Sampler):
             raise ValueError(f"{type(self).__name__}: n_procs must be >= 1, got {n_procs}")
         self.daemon = daemon
 
-    def _claim_size(self, collector: SampleCollector, acceptance_rate_hint) -> int:
+    def _claim_size(self, unclaimed: int) -> int:
+        """Indices per range, given the evaluations expected beyond those handed out."""
         raise NotImplementedError
 
     @property
@@ -68,55 +70,66 @@ class MulticoreSampler(Sampler):
     def _run(self, spec: GenerationSpec, collector: SampleCollector, acceptance_rate_hint):
         self._seconds, self._evaluated = 0.0, 0
         ctx = mp.get_context("fork")
-        counter = ctx.Value("q", 0)
-        claim = ctx.Value("q", self._claim_size(collector, acceptance_rate_hint), lock=False)
-        stop = ctx.Event()
-        results = ctx.Queue()
+        tasks, results = ctx.SimpleQueue(), ctx.Queue()
         procs = [
             ctx.Process(target=_worker, daemon=self.daemon, name=f"dask-abc-worker-{k}",
-                        args=(spec, counter, claim, stop, results, collector.max_eval))
+                        args=(spec, tasks, results))
             for k in range(self.n_procs)
         ]
         for p in procs:
             p.start()
         poll = float(config.get("multicore.poll-interval"))
+        handed_out = 0
+        polls_since_exit: dict[int, int] = {}
+
+        def hand_out() -> None:
+            nonlocal handed_out
+            if handed_out >= collector.max_eval:
+                return
+            expected = evaluations_still_needed(collector, acceptance_rate_hint)
+            unclaimed = max(expected - (handed_out - collector.prefix), 0)
+            count = int(min(self._claim_size(unclaimed), collector.max_eval - handed_out))
+            tasks.put((handed_out, count))
+            handed_out += count
+
         try:
+            for _ in range(self.n_procs * (1 + self.pipeline_depth)):
+                hand_out()
             while not collector.done:
                 try:
                     kind, payload = results.get(timeout=poll)
                 except queue.Empty:
-                    self._check_workers(procs, results, collector)
+                    self._check_workers(procs, collector, polls_since_exit)
                     continue
                 if kind == "error":
                     raise payload
                 collector.add(payload)
                 self._seconds += payload.seconds
                 self._evaluated += payload.n_evaluated
-                claim.value = self._claim_size(collector, acceptance_rate_hint)
+                if not collector.done:
+                    hand_out()
         finally:
-            stop.set()
             for p in procs:
-                p.join(timeout=0.05)
+                p.terminate()  # what they still evaluate is excess
             for p in procs:
-                if p.is_alive():
-                    p.terminate()
                 p.join()
             results.close()
             results.cancel_join_thread()
 
-    def _check_workers(self, procs, results, collector) -> None:
+    def _check_workers(self, procs, collector, polls_since_exit: dict) -> None:
+        """Raise if a worker died; a clean exit is an error only once its report (if any)
+        had a poll's time to arrive."""
         for k, p in enumerate(procs):
-            if p.exitcode not in (None, 0):
-                raise SamplerError(
-                    f"{type(self).__name__}: worker process {k} (pid {p.pid}) died with "
-                    f"exit code {p.exitcode}"
-                    + (f" (signal {-p.exitcode})" if p.exitcode < 0 else "")
-                    + f"; generation incomplete at {collector.n_accepted}/{collector.n} accepted"
-                )
-        if all(p.exitcode == 0 for p in procs) and results.empty() and not collector.done:
+            if p.exitcode is None:
+                continue
+            if p.exitcode == 0 and polls_since_exit.setdefault(k, 0) < 1:
+                polls_since_exit[k] += 1
+                continue
             raise SamplerError(
-                f"{type(self).__name__}: all worker processes exited before the "
-                f"population was complete ({collector.n_accepted}/{collector.n} accepted)"
+                f"{type(self).__name__}: worker process {k} (pid {p.pid}) "
+                + (f"died with exit code {p.exitcode}" if p.exitcode else "exited unexpectedly")
+                + (f" (signal {-p.exitcode})" if p.exitcode < 0 else "")
+                + f"; generation incomplete at {collector.n_accepted}/{collector.n} accepted"
             )
 
     def __repr__(self) -> str:
@@ -128,28 +141,32 @@ class MulticoreEvalParallelSampler(MulticoreSampler):
 
     Slow and fast simulations interleave freely; the index rule makes the
     population identical to :class:`~dask_abc.sampler.SingleCoreSampler`'s,
-    without a bias to fast simulations. A claim is one index until the time
-    per evaluation is known; then claims grow to about
-    ``abc.multicore.target-claim-seconds`` of work (so that fast models are
+    without a bias to fast simulations. A range is one index until the time
+    per evaluation is known; then ranges grow to about
+    ``abc.multicore.target-task-seconds`` of work (so that fast models are
     not dominated by messaging) but never beyond an even share of the
-    evaluations still expected, which keeps the excess at the end small.
+    evaluations still expected beyond those already handed out, which keeps the
+    excess at the end small.
 
     Examples
     --------
     >>> sampler = MulticoreEvalParallelSampler(n_procs=2)
     """
 
-    def _claim_size(self, collector, acceptance_rate_hint) -> int:
+    def _claim_size(self, unclaimed: int) -> int:
         per_eval = self.seconds_per_evaluation
         if per_eval is None:
             return 1
-        size = int(float(config.get("multicore.target-claim-seconds")) / max(per_eval, 1e-9))
-        share = math.ceil(evaluations_still_needed(collector, acceptance_rate_hint) / self.n_procs)
-        return max(1, min(size, share))
+        size = int(float(config.get("multicore.target-task-seconds")) / max(per_eval, 1e-9))
+        return max(1, min(size, math.ceil(unclaimed / self.n_procs)))
 
 
 class MulticoreParticleParallelSampler(MulticoreSampler):
-    """STAT: every worker takes about ``remaining / (workers * acceptance rate)`` indices.
+    """STAT: every worker takes an even share of the evaluations still expected.
+
+    A range is ``unclaimed / workers`` indices, where ``unclaimed`` is the
+    number of evaluations expected to complete the population (from the
+    acceptance rate) beyond those already handed out.
 
     Few messages, suited to very fast models; with slow models the last
     ranges may run past the population's end.
@@ -159,5 +176,7 @@ class MulticoreParticleParallelSampler(MulticoreSampler):
     >>> sampler = MulticoreParticleParallelSampler(n_procs=2)
     """
 
-    def _claim_size(self, collector, acceptance_rate_hint) -> int:
-        return math.ceil(evaluations_still_needed(collector, acceptance_rate_hint) / self.n_procs)
+    pipeline_depth = 0  # a range is sized when its worker asks, never ahead
+
+    def _claim_size(self, unclaimed: int) -> int:
+        return max(1, math.ceil(unclaimed / self.n_procs))
