@@ -8,6 +8,7 @@ from . import (
     sampler,
 )
 from .acceptor import Acceptor, FunctionAcceptor, UniformAcceptor
+from .batch_random import BatchRandom
 from .distance import (
     AdaptivePNormDistance,
     Distance,
@@ -19,7 +20,7 @@ from .distance import (
 from .epsilon import ConstantEpsilon, Epsilon, ListEpsilon, MedianEpsilon, QuantileEpsilon
 from .generation import GenerationSpec
 from .inference import ABCSMC
-from .model import FunctionModel, Model, ModelError
+from .model import FunctionModel, Model, ModelError, VectorizedModel, vectorized
 from .model import FunctionModel as SimpleModel
 from .parameters import Parameter
 from .populationstrategy import ConstantPopulationSize
@@ -41,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ABCSMC",
     "Acceptor",
+    "BatchRandom",
     "AdaptivePNormDistance",
     "BoundedRV",
     "ConstantPopulationSize",
@@ -71,6 +73,7 @@ __all__ = [
     "SumStatError",
     "Transition",
     "UniformAcceptor",
+    "VectorizedModel",
     "create_sqlite_db_id",
     "identity",
     "median_absolute_deviation",
@@ -78,4 +81,5 @@ __all__ = [
     "scott_rule_of_thumb",
     "silverman_rule_of_thumb",
     "standard_deviation",
+    "vectorized",
 ]

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import rng
 from .acceptor import Acceptor
+from .batch_random import BatchRandom
 from .distance import Distance
 from .model import Model, ModelError
 from .parameters import Parameter
@@ -101,12 +102,14 @@ class GenerationSpec:
     names: list = field(init=False, repr=False)
     max_dim: int = field(init=False, repr=False)
     streams: rng.IndexStreams = field(init=False, repr=False)
+    any_vectorized: bool = field(init=False, repr=False)
 
     def __post_init__(self):
         names = [p.get_parameter_names() for p in self.priors]
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "max_dim", max((len(n) for n in names), default=0))
         object.__setattr__(self, "streams", rng.IndexStreams(self.seed, self.t))
+        object.__setattr__(self, "any_vectorized", any(m.vectorized for m in self.models))
 
     # -- proposal ------------------------------------------------------------
 
@@ -193,6 +196,37 @@ class GenerationSpec:
             raise ModelError(model.name, par, index, self.t, traceback.format_exc()) from e
         return self.layout.flatten(stats, who=f"model {model.name!r}")
 
+    def simulate_batch(self, m: int, theta_rows: np.ndarray, indices: np.ndarray,
+                       streams: rng.IndexStreams | None = None) -> np.ndarray:
+        """Run vectorised model ``m`` once on a batch and return flat statistics (rows)."""
+        model, names = self.models[m], self.names[m]
+        pars = Parameter({n: theta_rows[:, k].copy() for k, n in enumerate(names)})
+        random = BatchRandom(streams or self.streams, indices)
+        try:
+            stats = self.summary_statistics(model.sample_batch(pars, random))
+        except Exception as e:
+            first = self.parameter(m, theta_rows[0])
+            raise ModelError(model.name, first, int(indices[0]), self.t,
+                             f"(a batch of {len(indices)} evaluations; the parameter shown is "
+                             f"the first)\n{traceback.format_exc()}") from e
+        return self.layout.flatten_batch(stats, len(indices), who=f"model {model.name!r}")
+
+    def _simulate_rows(self, m, theta, idx, seeds, X, lo: int, hi: int) -> None:
+        """Fill ``X[lo:hi]``: vectorised models once per model, others row by row."""
+        if not self.any_vectorized:
+            for r in range(lo, hi):
+                X[r] = self.simulate(int(m[r]), theta[r], seeds[r], int(idx[r]))
+            return
+        for j, model in enumerate(self.models):
+            rows = lo + np.flatnonzero(m[lo:hi] == j)
+            if not rows.size:
+                continue
+            if model.vectorized:
+                X[rows] = self.simulate_batch(j, theta[rows], idx[rows])
+            else:
+                for r in rows:
+                    X[r] = self.simulate(j, theta[r], seeds[r], int(idx[r]))
+
     def evaluate(self, start: int, count: int, needed: int | None = None) -> BatchResult:
         """Evaluate indices ``start, …, start + count - 1``.
 
@@ -204,7 +238,8 @@ class GenerationSpec:
         needed : int, optional
             Stop as soon as this many evaluations are accepted. Sub-batches are
             never larger than the acceptances still needed, so no simulation
-            beyond the last needed acceptance runs.
+            beyond the last needed acceptance runs (vectorised models run the
+            whole range in one call instead).
         """
         t0 = time.perf_counter()
         idx = np.arange(start, start + count, dtype=np.int64)
@@ -215,10 +250,11 @@ class GenerationSpec:
         distances = np.empty(count)
         pos = n_acc = 0
         while pos < count:
-            size = count - pos if needed is None else min(count - pos, max(needed - n_acc, 1))
+            size = count - pos
+            if needed is not None and not self.any_vectorized:
+                size = min(size, max(needed - n_acc, 1))
             block = slice(pos, pos + size)
-            for r in range(pos, pos + size):
-                X[r] = self.simulate(int(m[r]), theta[r], seeds[r], int(idx[r]))
+            self._simulate_rows(m, theta, idx, seeds, X, pos, pos + size)
             distances[block] = self.distance.batch(X[block], self.x0, self.t)
             accepted[block] = self.acceptor.accept(distances[block], self.eps)
             n_acc += int(accepted[block].sum())
@@ -259,7 +295,10 @@ class GenerationSpec:
                     theta[0, : self.priors[j].dim] = self.priors[j].ppf_matrix(
                         streams.uniforms(idx, rng.PRIOR, self.priors[j].dim))[0]
                 try:
-                    x = self.simulate(j, theta[0], int(streams.seeds(idx)[0]), -1)
+                    if model.vectorized:
+                        x = self.simulate_batch(j, theta, idx, streams)[0]
+                    else:
+                        x = self.simulate(j, theta[0], int(streams.seeds(idx)[0]), -1)
                 except ModelError as e:
                     raise _explain_model_error(e, self.names[j]) from e.__cause__
                 except SumStatError as e:

@@ -38,11 +38,17 @@ class ModelError(RuntimeError):
 class Model:
     """Base class of models.
 
+    A model with ``vectorized = True`` implements :meth:`sample_batch` and is
+    called once per batch of evaluations (see :class:`VectorizedModel`).
+
     Subclasses implement :meth:`sample`. A model may also accept an ``rng``
     keyword: it then receives a ``numpy.random.Generator`` seeded from the
     evaluation's index; numpy's global RNG is seeded from the same key in any
     case, so models using ``np.random.*`` are reproducible too.
     """
+
+    #: Whether :meth:`sample_batch` simulates many evaluations in one call.
+    vectorized = False
 
     def __init__(self, name: str = "model"):
         self.name = name
@@ -98,3 +104,50 @@ def to_model(model, position: int) -> Model:
     if callable(model):
         return FunctionModel(model)
     raise TypeError(f"model {position} is not callable: {model!r}")
+
+
+class VectorizedModel(Model):
+    """A model that simulates a whole batch in one call: ``f(parameters, rng) -> dict``.
+
+    ``parameters`` maps every parameter name to an array with one entry per
+    evaluation; ``rng`` is a :class:`~dask_abc.batch_random.BatchRandom` whose
+    draws have one row per evaluation, so each evaluation's result depends only
+    on its own index, whatever the batch. The result maps each statistic to an
+    array of shape ``(n,) + observed shape``. ``summary_statistics``, if given
+    to ABCSMC, receives this dict of arrays.
+
+    Examples
+    --------
+    >>> @vectorized
+    ... def gauss(p, rng):
+    ...     return {"y": p["theta"] + rng.normal()}
+    >>> gauss.vectorized, gauss.name
+    (True, 'gauss')
+    """
+
+    vectorized = True
+
+    def __init__(self, sample_batch_function: Callable, name: str | None = None):
+        super().__init__(name or getattr(sample_batch_function, "__name__", "model"))
+        self.sample_batch_function = sample_batch_function
+
+    def sample_batch(self, pars: Parameter, rng) -> dict:
+        return self.sample_batch_function(pars, rng)
+
+    def sample(self, pars: Parameter, rng: np.random.Generator | None = None) -> dict:
+        """One evaluation (pyABC's call shape), as a batch of one."""
+        from .batch_random import BatchRandom
+        from .rng import IndexStreams
+
+        seed = int(rng.integers(2**32)) if rng is not None else int(np.random.randint(2**31))
+        batch = Parameter({k: np.array([v], dtype=float) for k, v in pars.items()})
+        out = self.sample_batch(batch, BatchRandom(IndexStreams(seed, 0), np.zeros(1, np.int64)))
+        return {k: np.asarray(v)[0] for k, v in out.items()}
+
+
+def vectorized(function: Callable | None = None, *, name: str | None = None):
+    """Declare a function a vectorised model (usable as ``@vectorized`` or
+    ``@vectorized(name=...)``); see :class:`VectorizedModel`."""
+    if function is None:
+        return lambda f: VectorizedModel(f, name=name)
+    return VectorizedModel(function, name=name)

@@ -92,6 +92,29 @@ class SumStatLayout:
             out[self.slices[key]] = arr.ravel()
         return out
 
+    def flatten_batch(self, stats: Mapping, n: int, who: str = "model") -> np.ndarray:
+        """Flatten a dict of arrays with ``n`` rows (a vectorised model's output)."""
+        if not isinstance(stats, Mapping):
+            raise SumStatError(
+                f"{who} returned {type(stats).__name__}; expected a dict with keys {self.keys}"
+            )
+        if stats.keys() != self._keyset:
+            raise SumStatError(
+                f"{who} returned keys different from the observed data: "
+                f"missing {sorted(self._keyset - set(stats))}, "
+                f"unexpected {sorted(set(stats) - self._keyset)}"
+            )
+        out = np.empty((n, self.size))
+        for key, shape in zip(self.keys, self.shapes):
+            arr = _as_numeric(key, stats[key], who)
+            if arr.shape != (n, *shape):
+                raise SumStatError(
+                    f"{who}: statistic {key!r} has shape {arr.shape} for a batch of {n}; "
+                    f"expected {(n, *shape)}"
+                )
+            out[:, self.slices[key]] = arr.reshape(n, -1)
+        return out
+
     def unflatten(self, vector: np.ndarray) -> dict:
         """The dict form of one flat vector."""
         return {
