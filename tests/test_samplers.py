@@ -116,7 +116,7 @@ def test_a_dask_clients_map(tmp_path):
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         (tmp_path / "dask").mkdir()
         smc = smc_for(gaussian_model, MappingSampler(client.map), tmp_path / "dask")
         history = smc.run(max_nr_populations=3)

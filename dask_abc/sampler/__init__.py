@@ -2,6 +2,7 @@
 
 from .base import Sampler, SamplerError, nr_cores_available
 from .concurrent_future import ConcurrentFutureSampler
+from .dask_distributed import DaskDistributedSampler
 from .mapping import MappingSampler
 from .multicore import (
     MulticoreEvalParallelSampler,
@@ -12,13 +13,21 @@ from .singlecore import SingleCoreSampler
 
 
 def default_sampler() -> Sampler:
-    """The sampler used when ABCSMC gets none: :class:`MulticoreEvalParallelSampler`
+    """The sampler used when ABCSMC gets none: a :class:`DaskDistributedSampler` on the
+    current default Dask client if there is one (so ``Client(SLURMCluster(...))``
+    then ``smc.run()`` uses the cluster), else :class:`MulticoreEvalParallelSampler`
     with one process per core (``$PYABC_NUM_PROCS`` or ``abc.multicore.n-procs``)."""
-    return MulticoreEvalParallelSampler()
+    from distributed import Client
+
+    try:
+        return DaskDistributedSampler(Client.current())
+    except ValueError:  # no client
+        return MulticoreEvalParallelSampler()
 
 
 __all__ = [
     "ConcurrentFutureSampler",
+    "DaskDistributedSampler",
     "MappingSampler",
     "MulticoreEvalParallelSampler",
     "MulticoreParticleParallelSampler",

@@ -1,0 +1,69 @@
+"""The batch-size controller between STAT and DYN for task-based samplers."""
+
+from __future__ import annotations
+
+import math
+
+from .. import config
+from ..generation import BatchResult
+from ..sample import SampleCollector
+from .base import evaluations_still_needed
+
+
+class BatchController:
+    """Size ranges so that tasks last about ``target-task-seconds`` and workers stay busy.
+
+    It learns the time per evaluation from returned batches (kept across
+    generations, since a model's speed changes little between them) and the
+    acceptance rate from the running generation. A range is at most an even
+    share of the evaluations still expected beyond those already handed out,
+    split over the tasks in flight, so batches shrink as the generation nears
+    its n-th acceptance and the excess stays small. With a fixed integer
+    ``batch_size`` every range has that size.
+
+    Parameters
+    ----------
+    batch_size : int or "auto"
+        Fixed range size, or "auto".
+    prefix : str
+        The ``dask.config`` section of the parameters (``abc.<prefix>.*``).
+
+    Examples
+    --------
+    >>> BatchController(7).size(SampleCollector(10), handed_out=0, tasks=4, hint=None)
+    7
+    """
+
+    def __init__(self, batch_size="auto", prefix: str = "dask"):
+        if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):
+            raise ValueError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
+        self.batch_size = batch_size
+        self.prefix = prefix
+        self.seconds = 0.0
+        self.evaluated = 0
+
+    def _config(self, key: str) -> float:
+        return float(config.get(f"{self.prefix}.{key}"))
+
+    def observe(self, batch: BatchResult) -> None:
+        """Learn from one returned batch."""
+        # a decaying sum: recent batches (the current generation) weigh most
+        self.seconds = 0.9 * self.seconds + batch.seconds
+        self.evaluated = 0.9 * self.evaluated + batch.n_evaluated
+
+    @property
+    def seconds_per_evaluation(self) -> float | None:
+        return self.seconds / self.evaluated if self.evaluated else None
+
+    def size(self, collector: SampleCollector, handed_out: int, tasks: int, hint) -> int:
+        """The next range size, with ``tasks`` ranges to be in flight at once."""
+        if self.batch_size != "auto":
+            return self.batch_size
+        per_eval = self.seconds_per_evaluation
+        if per_eval is None:
+            return int(self._config("initial-batch-size"))
+        target = int(self._config("target-task-seconds") / max(per_eval, 1e-9))
+        expected = evaluations_still_needed(collector, hint)
+        unclaimed = max(expected - (handed_out - collector.prefix), 0)
+        share = math.ceil(unclaimed / max(tasks, 1))
+        return max(1, min(target, share, int(self._config("max-batch-size"))))

@@ -1,0 +1,210 @@
+"""DaskDistributedSampler: the index rule on a real Dask cluster, failures, scaling, TLS."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import threading
+import time
+
+import dask
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster
+from distributed.diagnostics.plugin import SchedulerPlugin
+from helpers import assert_histories_equal, gaussian_prior
+
+import dask_abc as abc
+from dask_abc.sampler import DaskDistributedSampler, SamplerError, SingleCoreSampler
+
+
+def slow_model(parameter):
+    """y ~ N(theta, 1), taking about a millisecond."""
+    time.sleep(0.001)
+    return {"y": parameter["theta"] + np.random.normal()}
+
+
+def crashing_model(flag):
+    """A model that dies like a segfault for theta > 2 once the file ``flag`` exists."""
+
+    def model(parameter):
+        if parameter["theta"] > 2 and os.path.exists(flag):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {"y": parameter["theta"] + np.random.normal()}
+
+    return model
+
+
+def local_cluster(n_workers=2, **kwargs):
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                        host="127.0.0.1", dashboard_address="127.0.0.1:0", **kwargs)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with local_cluster() as cluster, Client(cluster, set_as_default=False) as c:
+        yield c
+
+
+def run(sampler, tmp_path, model=slow_model, n=100, generations=4, name="run"):
+    smc = abc.ABCSMC(model, gaussian_prior(), population_size=n, sampler=sampler, seed=31)
+    smc.new(f"sqlite:///{tmp_path}/{name}.db", {"y": 1.0})
+    return smc, smc.run(max_nr_populations=generations)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    return run(SingleCoreSampler(), tmp_path_factory.mktemp("ref"))[1]
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, "auto"])
+def test_identical_for_any_batch_size(batch_size, client, reference, tmp_path):
+    _, history = run(DaskDistributedSampler(client, batch_size=batch_size), tmp_path)
+    assert_histories_equal(history, reference)
+
+
+def test_identical_on_one_worker(reference, tmp_path):
+    with local_cluster(1) as cluster, Client(cluster) as c:
+        _, history = run(DaskDistributedSampler(client=c), tmp_path)
+    assert_histories_equal(history, reference)
+
+
+def test_default_sampler_uses_the_current_client(client, tmp_path):
+    assert isinstance(abc.ABCSMC(slow_model, gaussian_prior()).sampler,
+                      abc.sampler.MulticoreEvalParallelSampler)
+    with client.as_current():
+        smc = abc.ABCSMC(slow_model, gaussian_prior(), population_size=20, seed=1)
+    assert isinstance(smc.sampler, DaskDistributedSampler)
+    assert smc.sampler.client is client
+
+
+def test_embedded_cluster_is_closed_after_the_run(tmp_path, reference):
+    sampler = DaskDistributedSampler()
+    with pytest.raises(ValueError):
+        Client.current()  # no client around: the sampler starts its own
+    _, history = run(sampler, tmp_path)
+    assert sampler._own_client is None and sampler._own_cluster is None
+    assert_histories_equal(history, reference)
+
+
+def test_killed_and_retired_workers_change_nothing(reference, tmp_path):
+    """SIGKILL a worker in generation 2, retire one in generation 3: same History."""
+    with local_cluster() as cluster, Client(cluster) as c:
+        db = tmp_path / "faults.db"
+        events = []
+
+        def saboteur():
+            deadline = time.time() + 120
+            while time.time() < deadline and len(events) < 2:
+                time.sleep(0.05)
+                try:
+                    with abc.History(f"sqlite:///{db}", create=False) as h:
+                        max_t = h.max_t
+                except abc.DatabaseError:
+                    continue
+                if max_t == 1 and not events:  # generation 2 is running
+                    time.sleep(0.05)
+                    pids = c.run(os.getpid)
+                    os.kill(next(iter(pids.values())), signal.SIGKILL)
+                    events.append("killed")
+                elif max_t == 2 and len(events) == 1:  # generation 3 is running
+                    time.sleep(0.05)
+                    c.retire_workers([next(iter(c.scheduler_info()["workers"]))])
+                    events.append("retired")
+
+        thread = threading.Thread(target=saboteur)
+        thread.start()
+        smc = abc.ABCSMC(slow_model, gaussian_prior(), population_size=100, seed=31,
+                         sampler=DaskDistributedSampler(c, batch_size=5))
+        smc.new(f"sqlite:///{db}", {"y": 1.0})
+        history = smc.run(max_nr_populations=4)
+        thread.join()
+    assert events == ["killed", "retired"]
+    assert_histories_equal(history, reference)
+
+
+def test_a_crashing_simulator_ends_the_run_with_its_parameters(tmp_path):
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        with local_cluster() as cluster, Client(cluster) as c:
+            flag = tmp_path / "crash-now"
+            smc, history = run(DaskDistributedSampler(c, batch_size=1), tmp_path,
+                               model=crashing_model(str(flag)), generations=2)
+            flag.touch()
+            with pytest.raises(SamplerError) as info:
+                smc.run(max_nr_populations=2)
+    message = str(info.value)
+    assert "killed workers" in message and "theta" in message
+    theta = float(message.split("'theta': ")[1].split("}")[0])
+    assert theta > 2
+    assert abc.History(history.db).n_populations == 2
+    assert history.stop_reason.startswith("failed: SamplerError")
+
+
+def test_adaptive_cluster_scales_up_from_zero(tmp_path, reference):
+    with local_cluster(0) as cluster, Client(cluster) as c:
+        cluster.adapt(minimum=0, maximum=2)
+        seen = []
+        done = threading.Event()
+
+        def watch():
+            while not done.is_set():
+                seen.append(len(c.scheduler_info()["workers"]))
+                time.sleep(0.05)
+
+        thread = threading.Thread(target=watch)
+        thread.start()
+        try:
+            _, history = run(DaskDistributedSampler(c), tmp_path)
+        finally:
+            done.set()
+            thread.join()
+    assert seen[0] == 0 and max(seen) >= 1
+    assert_histories_equal(history, reference)
+
+
+def test_tls_cluster(tmp_path, reference):
+    from distributed.security import Security
+
+    security = Security.temporary()
+    with local_cluster(protocol="tls", security=security) as cluster, \
+            Client(cluster, security=security) as c:
+        assert c.scheduler.address.startswith("tls://")
+        _, history = run(DaskDistributedSampler(c), tmp_path)
+    assert_histories_equal(history, reference)
+
+
+class TaskSizes(SchedulerPlugin):
+    """Records the pickled size of every range task the scheduler runs."""
+
+    name = "abc-task-sizes"
+
+    def __init__(self):
+        self.sizes = {}
+
+    async def start(self, scheduler):
+        self.scheduler = scheduler
+
+    def transition(self, key, start, finish, *args, **kwargs):
+        ts = self.scheduler.tasks.get(key)
+        if finish == "processing" and ts is not None and str(key).startswith("abc-"):
+            self.sizes[str(key)] = len(pickle.dumps(ts.run_spec))
+
+
+def test_payload_is_constant_and_tasks_are_small(client, tmp_path):
+    client.register_plugin(TaskSizes())
+    smc, _ = run(DaskDistributedSampler(client, batch_size=3), tmp_path, generations=1)
+    sizes = []
+    for _ in range(4):
+        t = smc.history.max_t + 1
+        sizes.append(len(pickle.dumps(smc._spec(t, smc.eps(t), smc._population, False))))
+        smc.run(max_nr_populations=1)
+    # the spec (shipped once per worker) holds one population, whatever the generation
+    assert max(sizes) - min(sizes) < 0.05 * max(sizes)
+    recorded = client.run_on_scheduler(lambda dask_scheduler: dict(
+        dask_scheduler.plugins[TaskSizes.name].sizes))
+    ranges = {k: v for k, v in recorded.items() if k.startswith("abc-range-")}
+    specs = {k: v for k, v in recorded.items() if k.startswith("abc-spec-")}
+    assert len(specs) == 6 and len(ranges) > 100  # calibration + 5 generations
+    assert max(ranges.values()) < 1024  # a task: the spec's key, a start, a count
+    assert max(specs.values()) > 10 * max(ranges.values())  # the spec travels apart
