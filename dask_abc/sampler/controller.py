@@ -18,7 +18,9 @@ class BatchController:
     acceptance rate from the running generation. A range is at most an even
     share of the evaluations still expected beyond those already handed out,
     split over the tasks in flight, so batches shrink as the generation nears
-    its n-th acceptance and the excess stays small. With a fixed integer
+    its n-th acceptance and the excess stays small; but no task is shorter
+    than ``min-task-seconds``, below which Dask's round trip costs more than
+    the excess it saves. With a fixed integer
     ``batch_size`` every range has that size.
 
     Parameters
@@ -62,8 +64,11 @@ class BatchController:
         per_eval = self.seconds_per_evaluation
         if per_eval is None:
             return int(self._config("initial-batch-size"))
-        target = int(self._config("target-task-seconds") / max(per_eval, 1e-9))
+        per_eval = max(per_eval, 1e-9)
+        target = int(self._config("target-task-seconds") / per_eval)
+        # below this a task costs more in round trips than its excess would
+        floor = int(self._config("min-task-seconds") / per_eval)
         expected = evaluations_still_needed(collector, hint)
         unclaimed = max(expected - (handed_out - collector.prefix), 0)
         share = math.ceil(unclaimed / max(tasks, 1))
-        return max(1, min(target, share, int(self._config("max-batch-size"))))
+        return max(1, floor, min(target, share, int(self._config("max-batch-size"))))

@@ -22,6 +22,12 @@ def load_spec(data: bytes) -> GenerationSpec:
     return cloudpickle.loads(data)
 
 
+def _is_killed_worker(error) -> bool:
+    from distributed import KilledWorker
+
+    return isinstance(error, KilledWorker)
+
+
 def evaluate_range(spec: GenerationSpec, start: int, count: int) -> BatchResult:
     """One task: evaluate ``[start, start + count)`` of a generation."""
     return spec.evaluate(start, count)
@@ -130,12 +136,28 @@ class DaskDistributedSampler(Sampler):
                 in_flight[future] = (start, count)
             futures.update(new)
 
+        kills: dict[int, int] = {}  # start -> times its range ended in KilledWorker
+
+        def retry(start: int, count: int) -> None:
+            future = client.submit(evaluate_range, spec_future, start, count, pure=False,
+                                   key=f"abc-range-{token}-{start}-retry{kills[start]}")
+            in_flight[future] = (start, count)
+            futures.add(future)
+
         try:
             top_up()
             for future, batch in futures:
                 start, count = in_flight.pop(future)
                 if future.status == "error":
-                    raise self._task_failed(future.exception(), spec, start, count, collector)
+                    error = future.exception()
+                    # Dask blames every task assigned to a dying worker, also ones that
+                    # only waited there: a range is guilty only if it kills again alone.
+                    if _is_killed_worker(error):
+                        kills[start] = kills.get(start, 0) + 1
+                        if kills[start] <= int(config.get("dask.killed-worker-retries")):
+                            retry(start, count)
+                            continue
+                    raise self._task_failed(error, spec, start, count, collector)
                 collector.add(batch)
                 self.controller.observe(batch)
                 if collector.done:
@@ -149,9 +171,7 @@ class DaskDistributedSampler(Sampler):
 
     @staticmethod
     def _task_failed(error, spec: GenerationSpec, start: int, count: int, collector):
-        from distributed import KilledWorker
-
-        if not isinstance(error, KilledWorker):
+        if not _is_killed_worker(error):
             return error
         shown = int(config.get("dask.report-parameters"))
         idx = np.arange(start, start + min(count, shown))
