@@ -65,19 +65,21 @@ class SumStatLayout:
         arrays = {k: _as_numeric(k, v, "observed data") for k, v in observed.items()}
         return cls(list(arrays), [a.shape for a in arrays.values()])
 
-    def flatten(self, stats: Mapping, who: str = "model") -> np.ndarray:
-        """Flatten one dict of statistics; clear errors on any mismatch."""
+    def _check_keys(self, stats, who: str) -> None:
         if not isinstance(stats, Mapping):
             raise SumStatError(
                 f"{who} returned {type(stats).__name__}; expected a dict with keys {self.keys}"
             )
         if stats.keys() != self._keyset:
-            missing = sorted(self._keyset - set(stats))
-            extra = sorted(set(stats) - self._keyset)
             raise SumStatError(
                 f"{who} returned keys different from the observed data: "
-                f"missing {missing}, unexpected {extra}"
+                f"missing {sorted(self._keyset - set(stats))}, "
+                f"unexpected {sorted(set(stats) - self._keyset)}"
             )
+
+    def flatten(self, stats: Mapping, who: str = "model") -> np.ndarray:
+        """Flatten one dict of statistics; clear errors on any mismatch."""
+        self._check_keys(stats, who)
         out = np.empty(self.size)
         for key, shape in zip(self.keys, self.shapes):
             value = stats[key]
@@ -94,16 +96,7 @@ class SumStatLayout:
 
     def flatten_batch(self, stats: Mapping, n: int, who: str = "model") -> np.ndarray:
         """Flatten a dict of arrays with ``n`` rows (a vectorised model's output)."""
-        if not isinstance(stats, Mapping):
-            raise SumStatError(
-                f"{who} returned {type(stats).__name__}; expected a dict with keys {self.keys}"
-            )
-        if stats.keys() != self._keyset:
-            raise SumStatError(
-                f"{who} returned keys different from the observed data: "
-                f"missing {sorted(self._keyset - set(stats))}, "
-                f"unexpected {sorted(set(stats) - self._keyset)}"
-            )
+        self._check_keys(stats, who)
         out = np.empty((n, self.size))
         for key, shape in zip(self.keys, self.shapes):
             arr = _as_numeric(key, stats[key], who)
