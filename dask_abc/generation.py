@@ -211,23 +211,33 @@ class GenerationSpec:
                              f"the first)\n{traceback.format_exc()}") from e
         return self.layout.flatten_batch(stats, len(indices), who=f"model {model.name!r}")
 
-    def _simulate_rows(self, m, theta, idx, seeds, X, lo: int, hi: int) -> None:
-        """Fill ``X[lo:hi]``: vectorised models once per model, others row by row."""
+    def _simulate_rows(self, m, theta, idx, seeds, X, lo: int, hi: int,
+                       stop: Callable[[], bool] | None = None) -> bool:
+        """Fill ``X[lo:hi]``: vectorised models once per model, others row by row.
+
+        False if ``stop`` said so before a row (the rows are then incomplete).
+        """
         if not self.any_vectorized:
             for r in range(lo, hi):
+                if stop is not None and stop():
+                    return False
                 X[r] = self.simulate(int(m[r]), theta[r], seeds[r], int(idx[r]))
-            return
+            return True
         for j, model in enumerate(self.models):
             rows = lo + np.flatnonzero(m[lo:hi] == j)
             if not rows.size:
                 continue
+            if stop is not None and stop():
+                return False
             if model.vectorized:
                 X[rows] = self.simulate_batch(j, theta[rows], idx[rows])
             else:
                 for r in rows:
                     X[r] = self.simulate(j, theta[r], seeds[r], int(idx[r]))
+        return True
 
-    def evaluate(self, start: int, count: int, needed: int | None = None) -> BatchResult:
+    def evaluate(self, start: int, count: int, needed: int | None = None,
+                 stop: Callable[[], bool] | None = None) -> BatchResult | None:
         """Evaluate indices ``start, …, start + count - 1``.
 
         Numpy's global random state is reseeded for every simulation and not
@@ -240,6 +250,10 @@ class GenerationSpec:
             never larger than the acceptances still needed, so no simulation
             beyond the last needed acceptance runs (vectorised models run the
             whole range in one call instead).
+        stop : callable, optional
+            Asked before every simulation (every batch call of a vectorised
+            model); when it returns True the range is abandoned and ``None``
+            returned (its generation was completed elsewhere).
         """
         t0 = time.perf_counter()
         idx = np.arange(start, start + count, dtype=np.int64)
@@ -254,7 +268,8 @@ class GenerationSpec:
             if needed is not None and not self.any_vectorized:
                 size = min(size, max(needed - n_acc, 1))
             block = slice(pos, pos + size)
-            self._simulate_rows(m, theta, idx, seeds, X, pos, pos + size)
+            if not self._simulate_rows(m, theta, idx, seeds, X, pos, pos + size, stop):
+                return None
             distances[block] = self.distance.batch(X[block], self.x0, self.t)
             accepted[block] = self.acceptor.accept(distances[block], self.eps)
             n_acc += int(accepted[block].sum())

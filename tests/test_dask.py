@@ -16,7 +16,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 from helpers import assert_histories_equal, gaussian_prior
 
 import dask_abc as abc
-from dask_abc.sampler import DaskDistributedSampler, SamplerError, SingleCoreSampler
+from dask_abc.sampler import DaskDistributedSampler, SamplerError, SingleCoreSampler, payload
 
 
 def slow_model(parameter):
@@ -86,6 +86,30 @@ def test_embedded_cluster_is_closed_after_the_run(tmp_path, reference):
     _, history = run(sampler, tmp_path)
     assert sampler._own_client is None and sampler._own_cluster is None
     assert_histories_equal(history, reference)
+
+
+def test_workers_that_missed_the_broadcast_get_the_spec(client, reference, tmp_path,
+                                                         monkeypatch):
+    """As if every worker joined after its generation's broadcast: each asks once."""
+    targeted = []
+    run_on_workers = client.run
+
+    async def nothing():
+        return None
+
+    def run_without_broadcast(function, *args, **kwargs):
+        if function is payload.install:
+            if kwargs.get("workers") is None:
+                return nothing()  # the broadcast reaches no one
+            targeted.extend(kwargs["workers"])
+        return run_on_workers(function, *args, **kwargs)
+
+    monkeypatch.setattr(client, "run", run_without_broadcast)
+    with dask.config.set({"abc.dask.spec-wait-seconds": 0.05}):
+        _, history = run(DaskDistributedSampler(client), tmp_path)
+    assert_histories_equal(history, reference)
+    workers = set(client.scheduler_info()["workers"])
+    assert set(targeted) <= workers and len(targeted) >= 4  # every generation, every worker
 
 
 def test_killed_and_retired_workers_change_nothing(reference, tmp_path):
@@ -191,20 +215,29 @@ class TaskSizes(SchedulerPlugin):
             self.sizes[str(key)] = len(pickle.dumps(ts.run_spec))
 
 
-def test_payload_is_constant_and_tasks_are_small(client, tmp_path):
+def test_payload_is_constant_and_tasks_are_small(client, tmp_path, monkeypatch):
+    installs = []  # (token, bytes, target workers) of every spec sent to workers
+    run_on_workers = client.run
+
+    def recording_run(function, *args, **kwargs):
+        if function is payload.install:
+            installs.append((args[0], len(args[1]), kwargs.get("workers")))
+        return run_on_workers(function, *args, **kwargs)
+
+    monkeypatch.setattr(client, "run", recording_run)
     client.register_plugin(TaskSizes())
     smc, _ = run(DaskDistributedSampler(client, batch_size=3), tmp_path, generations=1)
-    sizes = []
     for _ in range(4):
-        t = smc.history.max_t + 1
-        sizes.append(len(pickle.dumps(smc._spec(t, smc.eps(t), smc._population, False))))
         smc.run(max_nr_populations=1)
-    # the spec (shipped once per worker) holds one population, whatever the generation
+    # one broadcast per generation (calibration + 5), to all workers at once
+    assert [workers for *_, workers in installs] == [None] * 6
+    assert len({token for token, *_ in installs}) == 6
+    # calibration and generation 0 sample the prior; later specs hold one population
+    sizes = [size for _, size, _ in installs][2:]
     assert max(sizes) - min(sizes) < 0.05 * max(sizes)
     recorded = client.run_on_scheduler(lambda dask_scheduler: dict(
         dask_scheduler.plugins[TaskSizes.name].sizes))
     ranges = {k: v for k, v in recorded.items() if k.startswith("abc-range-")}
-    specs = {k: v for k, v in recorded.items() if k.startswith("abc-spec-")}
-    assert len(specs) == 6 and len(ranges) > 100  # calibration + 5 generations
-    assert max(ranges.values()) < 1024  # a task: the spec's key, a start, a count
-    assert max(specs.values()) > 10 * max(ranges.values())  # the spec travels apart
+    assert len(ranges) > 100
+    assert max(ranges.values()) < 1024  # a task: the generation's token, a start, a count
+    assert min(sizes) > 5 * max(ranges.values())  # the spec travels apart

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
 import pickletools
 import signal
+import threading
+import time
+import uuid
 
 import cloudpickle
 import numpy as np
@@ -21,6 +25,7 @@ from dask_abc.sampler import (
     MulticoreParticleParallelSampler,
     SamplerError,
     SingleCoreSampler,
+    payload,
 )
 
 MASTER = os.getpid()
@@ -110,6 +115,48 @@ def test_payload_holds_neither_abcsmc_nor_history(tmp_path):
     assert len(data) < 200_000
     with pytest.raises(TypeError, match="not sent to workers"):
         cloudpickle.dumps(smc.history)
+
+
+def slow_gaussian_model(parameter):
+    time.sleep(0.002)
+    return gaussian_model(parameter)
+
+
+@pytest.fixture
+def shipped(tmp_path):
+    """A generation spec as a worker receives it: a fresh token and its bytes."""
+    smc = smc_for(slow_gaussian_model, SingleCoreSampler(), tmp_path)
+    smc.run(max_nr_populations=1)
+    spec = smc._spec(1, smc.eps(1), smc._population, False)
+    return spec, uuid.uuid4().hex, cloudpickle.dumps(spec)
+
+
+def test_a_range_waits_for_its_spec_to_be_installed(shipped):
+    spec, token, data = shipped
+    installer = threading.Timer(0.1, lambda: asyncio.run(payload.install(token, data)))
+    installer.start()
+    result = payload.evaluate(token, None, 0, 20, wait=10)
+    installer.join()
+    expected = spec.evaluate(0, 20)
+    assert result.n_evaluated == 20
+    np.testing.assert_array_equal(result.index, expected.index)
+    np.testing.assert_array_equal(result.theta, expected.theta)
+
+
+def test_a_worker_without_the_spec_says_so(shipped):
+    _, token, data = shipped
+    assert isinstance(payload.evaluate(token, None, 0, 5, wait=0.01), payload.Missing)
+    assert payload.evaluate(token, data, 0, 5).n_evaluated == 5  # the spec sent along
+
+
+def test_finishing_a_generation_stops_its_running_ranges(shipped):
+    _, token, data = shipped
+    asyncio.run(payload.install(token, data))
+    threading.Timer(0.1, lambda: asyncio.run(payload.finish(token))).start()
+    start = time.perf_counter()
+    assert payload.evaluate(token, None, 0, 5000) is None  # 10 s of simulations
+    assert time.perf_counter() - start < 2
+    assert payload.evaluate(token, None, 0, 5, wait=10) is None  # finished: not Missing
 
 
 def test_a_dask_clients_map(tmp_path):

@@ -76,7 +76,7 @@ class ConcurrentFutureSampler(Sampler):
                 for future in finished:
                     start, count = pending.pop(future)
                     result = future.result()
-                    if result is payload.MISSING:
+                    if isinstance(result, payload.Missing):
                         submit(start, count, True)
                     else:
                         collector.add(result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 import cloudpickle
@@ -11,15 +12,11 @@ import numpy as np
 from .. import config
 from ..generation import BatchResult, GenerationSpec
 from ..sample import SampleCollector
+from . import payload
 from .base import Sampler, SamplerError, nr_cores_available
 from .controller import BatchController
 
 logger = logging.getLogger("dask_abc")
-
-
-def load_spec(data: bytes) -> GenerationSpec:
-    """The generation spec as a task result: computed once, held by the cluster."""
-    return cloudpickle.loads(data)
 
 
 def _is_killed_worker(error) -> bool:
@@ -28,23 +25,51 @@ def _is_killed_worker(error) -> bool:
     return isinstance(error, KilledWorker)
 
 
-def evaluate_range(spec: GenerationSpec, start: int, count: int) -> BatchResult:
-    """One task: evaluate ``[start, start + count)`` of a generation."""
-    return spec.evaluate(start, count)
+def _in_background(client, call) -> None:
+    """Run a coroutine of the client's API on its event loop without waiting for it."""
+
+    async def quietly():
+        try:
+            await call
+        except Exception as error:  # the next generation does not depend on it
+            logger.debug("background call of the Dask sampler failed: %r", error)
+
+    client.loop.add_callback(quietly)
+
+
+def evaluate_range(token: str, start: int, count: int, data: bytes | None = None
+                   ) -> BatchResult | payload.Missing | None:
+    """One task: evaluate ``[start, start + count)`` of the generation ``token``.
+
+    The worker gets the spec from :func:`~dask_abc.sampler.payload.install`, sent
+    beside the tasks; a worker that joined later answers
+    :class:`~dask_abc.sampler.payload.Missing` with its address, unless the task
+    carries the spec itself (``data``).
+    """
+    result = payload.evaluate(token, data, start, count,
+                              wait=float(config.get("dask.spec-wait-seconds")))
+    if isinstance(result, payload.Missing):
+        from distributed import get_worker
+
+        result.address = get_worker().address
+    return result
 
 
 class DaskDistributedSampler(Sampler):
     """Evaluate ranges of indices as Dask tasks, sized by a STAT↔DYN controller.
 
-    The generation spec becomes one task whose result every worker fetches
-    once per generation (and which Dask recomputes if all its holders are
-    lost); range tasks carry only its key, a start index and a count. With
-    ``batch_size="auto"`` a :class:`~dask_abc.sampler.controller.BatchController`
-    sizes ranges to about ``abc.dask.target-task-seconds`` of work and shrinks
-    them towards the end of a generation. The number of tasks in flight
-    follows the live number of workers, so ``cluster.adapt()`` works. Tasks of
-    a worker that dies are recomputed elsewhere by Dask, with identical results
-    (the index rule); ranges no longer needed are cancelled.
+    The generation spec is broadcast once per generation to the live workers
+    (``Client.run``), which unpickle it once; range tasks carry only its token,
+    a start index and a count, and have no dependency, so the scheduler
+    spreads them freely. A worker that joined after the broadcast answers that
+    it lacks the spec and is sent it alone. With ``batch_size="auto"`` a
+    :class:`~dask_abc.sampler.controller.BatchController` sizes ranges to
+    about ``abc.dask.target-task-seconds`` of work and shrinks them towards the
+    end of a generation. The number of tasks in flight follows the live number
+    of worker threads, so ``cluster.adapt()`` works. Tasks of a worker that
+    dies are recomputed elsewhere by Dask, with identical results (the index
+    rule). When the generation is complete, queued ranges are cancelled and
+    running ones stop before their next simulation.
 
     Parameters
     ----------
@@ -76,6 +101,8 @@ class DaskDistributedSampler(Sampler):
         self._client = dask_client if dask_client is not None else client
         self._own_cluster = None
         self._own_client = None
+        self._threads_known = 0
+        self._threads_seen_at = -np.inf
 
     @property
     def client(self):
@@ -97,14 +124,19 @@ class DaskDistributedSampler(Sampler):
                         nr_cores_available(), self._own_client.dashboard_link)
         return self._own_client
 
-    def _n_workers(self, client) -> int:
-        return len(client.scheduler_info().get("workers", {}))
+    def _threads(self, client) -> int:
+        """Worker threads in the cluster, asked at most every ``abc.dask.worker-poll-interval``."""
+        now = time.monotonic()
+        if now - self._threads_seen_at > float(config.get("dask.worker-poll-interval")):
+            self._threads_known = client.scheduler_info(n_workers=0).get("total_threads", 0)
+            self._threads_seen_at = now
+        return self._threads_known
 
     def _window(self, client) -> int:
-        """Tasks in flight: a pipeline per live worker (at least one task, so that an
-        adaptive cluster at zero workers sees work)."""
+        """Tasks in flight: a pipeline per live worker thread (at least one task, so that
+        an adaptive cluster at zero workers sees work)."""
         key = "pipeline-depth" if self.batch_size == "auto" else "fixed-batch-pipeline-depth"
-        window = max(self._n_workers(client), 1) * (1 + int(config.get(f"dask.{key}")))
+        window = max(self._threads(client), 1) * (1 + int(config.get(f"dask.{key}")))
         return int(min(window, self.client_max_jobs))
 
     def _run(self, spec: GenerationSpec, collector: SampleCollector, acceptance_rate_hint):
@@ -112,11 +144,27 @@ class DaskDistributedSampler(Sampler):
 
         client = self.client
         token = uuid.uuid4().hex
-        spec_future = client.submit(load_spec, cloudpickle.dumps(spec), pure=False,
-                                    key=f"abc-spec-{token}")
+        data = cloudpickle.dumps(spec)
+        # every live worker unpickles the spec once; its ranges wait for it
+        _in_background(client, client.run(payload.install, token, data, on_error="ignore",
+                                          asynchronous=True))
         in_flight: dict = {}
+        attempts: dict[int, int] = {}  # start -> submissions of its range
         handed_out = 0
         futures = as_completed(loop=client.loop, with_results=True, raise_errors=False)
+
+        def submit(starts: list[int], counts: list[int], with_data: bool = False) -> None:
+            keys = []
+            for start in starts:
+                attempts[start] = attempts.get(start, 0) + 1
+                keys.append(f"abc-range-{token}-{start}-{attempts[start]}")
+            extra = [[data] * len(starts)] if with_data else []
+            # one message to the scheduler for all new ranges
+            new = client.map(evaluate_range, [token] * len(starts), starts, counts, *extra,
+                             key=keys, pure=False)
+            for future, start, count in zip(new, starts, counts):
+                in_flight[future] = (start, count)
+            futures.update(new)
 
         def top_up() -> None:
             nonlocal handed_out
@@ -127,23 +175,10 @@ class DaskDistributedSampler(Sampler):
                 starts.append(handed_out)
                 counts.append(int(min(size, collector.max_eval - handed_out)))
                 handed_out += counts[-1]
-            if not starts:
-                return
-            # one message to the scheduler for all new ranges
-            new = client.map(evaluate_range, [spec_future] * len(starts), starts, counts,
-                             key=[f"abc-range-{token}-{s}" for s in starts], pure=False)
-            for future, start, count in zip(new, starts, counts):
-                in_flight[future] = (start, count)
-            futures.update(new)
+            if starts:
+                submit(starts, counts)
 
         kills: dict[int, int] = {}  # start -> times its range ended in KilledWorker
-
-        def retry(start: int, count: int) -> None:
-            future = client.submit(evaluate_range, spec_future, start, count, pure=False,
-                                   key=f"abc-range-{token}-{start}-retry{kills[start]}")
-            in_flight[future] = (start, count)
-            futures.add(future)
-
         try:
             top_up()
             for future, batch in futures:
@@ -155,9 +190,17 @@ class DaskDistributedSampler(Sampler):
                     if _is_killed_worker(error):
                         kills[start] = kills.get(start, 0) + 1
                         if kills[start] <= int(config.get("dask.killed-worker-retries")):
-                            retry(start, count)
+                            submit([start], [count])
                             continue
                     raise self._task_failed(error, spec, start, count, collector)
+                if isinstance(batch, payload.Missing):  # a worker that joined later
+                    if batch.address is not None:
+                        _in_background(client, client.run(
+                            payload.install, token, data, workers=[batch.address],
+                            on_error="ignore", asynchronous=True))
+                    # a range that met a worker without the spec twice takes it along
+                    submit([start], [count], with_data=attempts[start] > 1)
+                    continue
                 collector.add(batch)
                 self.controller.observe(batch)
                 if collector.done:
@@ -165,9 +208,11 @@ class DaskDistributedSampler(Sampler):
                 if futures.is_empty() or len(in_flight) < self._window(client):
                     top_up()
         finally:
+            # without waiting: ranges still queued are dropped, running ones stop early
             if in_flight:
-                client.cancel(list(in_flight))
-            spec_future.release()
+                _in_background(client, client.cancel(list(in_flight), asynchronous=True))
+            _in_background(client, client.run(payload.finish, token, on_error="ignore",
+                                              asynchronous=True))
 
     @staticmethod
     def _task_failed(error, spec: GenerationSpec, start: int, count: int, collector):
