@@ -1,6 +1,7 @@
 """Samplers: where and when the evaluations of a generation run."""
 
 from .base import Sampler, SamplerError, nr_cores_available
+from .broker import ActorEvalParallelSampler, BrokerSampler, RedisEvalParallelSampler
 from .concurrent_future import ConcurrentFutureSampler
 from .dask_distributed import DaskDistributedSampler
 from .mapping import MappingSampler
@@ -26,12 +27,15 @@ def default_sampler() -> Sampler:
 
 
 __all__ = [
+    "ActorEvalParallelSampler",
+    "BrokerSampler",
     "ConcurrentFutureSampler",
     "DaskDistributedSampler",
     "MappingSampler",
     "MulticoreEvalParallelSampler",
     "MulticoreParticleParallelSampler",
     "MulticoreSampler",
+    "RedisEvalParallelSampler",
     "Sampler",
     "SamplerError",
     "SingleCoreSampler",

@@ -1,0 +1,169 @@
+"""``dask-abc-worker`` and ``dask-abc-manager``: standalone workers and their control.
+
+Both reach the coordinator either through a Dask scheduler (``--scheduler``
+or ``--scheduler-file``; the coordinator is an actor on that cluster) or a
+Redis server (``--redis-host``, ``--redis-port``, ``--redis-password``;
+pyABC's ``--host``, ``--port`` and ``--password`` work too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing as mp
+import signal
+import sys
+
+from dask.utils import parse_timedelta
+
+from .base import Broker, BrokerError
+from .state import BrokerBusy
+
+logger = logging.getLogger("dask_abc.worker")
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    dask = parser.add_argument_group("Dask Actor backend")
+    dask.add_argument("--scheduler", metavar="ADDRESS", help="the Dask scheduler's address")
+    dask.add_argument("--scheduler-file", metavar="FILE", help="a Dask scheduler file")
+    dask.add_argument("--tls-ca-file", help="TLS: the CA certificate")
+    dask.add_argument("--tls-cert", help="TLS: this client's certificate")
+    dask.add_argument("--tls-key", help="TLS: this client's private key")
+    redis = parser.add_argument_group("Redis backend")
+    redis.add_argument("--redis-host", "--host", dest="redis_host", help="the Redis server")
+    redis.add_argument("--redis-port", "--port", dest="redis_port", type=int, default=6379)
+    redis.add_argument("--redis-password", "--password", dest="redis_password", default=None)
+    parser.add_argument("--name", default=None,
+                        help="the coordinator's name (default: abc.broker.name)")
+
+
+def connect(options: argparse.Namespace, wait: float = 0.0) -> Broker:
+    """The broker the options name (waiting up to ``wait`` s for an Actor coordinator)."""
+    if options.redis_host:
+        from .redis_backend import RedisBroker
+
+        return RedisBroker(options.redis_host, options.redis_port, options.redis_password,
+                           prefix=options.name)
+    if not (options.scheduler or options.scheduler_file):
+        raise BrokerError("give --scheduler ADDRESS or --scheduler-file FILE (Dask Actor "
+                          "coordinator), or --redis-host HOST (Redis)")
+    from distributed import Client
+
+    security = None
+    if options.tls_ca_file or options.tls_cert:
+        from distributed.security import Security
+
+        security = Security(tls_ca_file=options.tls_ca_file, tls_client_cert=options.tls_cert,
+                            tls_client_key=options.tls_key, require_encryption=True)
+    client = Client(options.scheduler, scheduler_file=options.scheduler_file,
+                    security=security, set_as_default=False)
+    from .actor import ActorBroker
+
+    try:
+        return ActorBroker(client, options.name, create=False, wait=wait, owns_client=True)
+    except BaseException:
+        client.close()
+        raise
+
+
+def _setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    for name in ("dask_abc.worker",):
+        log = logging.getLogger(name)
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
+def _serve(options: argparse.Namespace) -> int:
+    """One worker process: connect, work until the runtime ends, exit."""
+    from .worker import BrokerWorker
+
+    _setup_logging()
+    runtime = parse_timedelta(options.runtime, default="s")
+    try:
+        broker = connect(options, wait=runtime)
+    except BrokerError as error:
+        logger.error("%s", error)
+        return 1
+    worker = BrokerWorker(broker, runtime=runtime)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: worker.interrupt())
+    try:
+        worker.run()
+    except BrokerError as error:
+        logger.error("%s", error)
+        return 1
+    finally:
+        broker.close()
+    return 0
+
+
+def worker_main(argv: list[str] | None = None) -> int:
+    """``dask-abc-worker``: evaluate ranges for whichever master runs, for ``--runtime``."""
+    parser = argparse.ArgumentParser(
+        prog="dask-abc-worker", description="A standalone dask-abc worker: claims index "
+        "ranges of the running ABC-SMC generation and evaluates them.")
+    _connection_options(parser)
+    parser.add_argument("--runtime", default="2h",
+                        help="stop taking ranges after this long, e.g. 2h, 3600s, 2d, 30m "
+                        "(default 2h)")
+    parser.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
+    options = parser.parse_args(argv)
+    if options.processes <= 1:
+        return _serve(options)
+    context = mp.get_context("spawn")
+    children = [context.Process(target=_serve, args=(options,), name=f"dask-abc-worker-{i}")
+                for i in range(options.processes)]
+    for child in children:
+        child.start()
+
+    def forward(*_):
+        for child in children:
+            if child.is_alive():
+                child.terminate()  # SIGTERM: each gives its range back and exits
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the children get Ctrl-C themselves
+    for child in children:
+        child.join()
+    return max(abs(child.exitcode or 0) for child in children)
+
+
+def _info_line(status: dict | None) -> str:
+    if status is None or status["n"] is None:
+        return "Workers=None Evaluations=None Acceptances=None/None"
+    return (f"Workers={status['workers']} Evaluations={status['evaluations']} "
+            f"Acceptances={status['acceptances']}/{status['n']} (generation {status['t']})")
+
+
+def manager_main(argv: list[str] | None = None) -> int:
+    """``dask-abc-manager info|stop|reset-workers``."""
+    parser = argparse.ArgumentParser(
+        prog="dask-abc-manager", description="Monitor and control standalone dask-abc workers.")
+    parser.add_argument("command", choices=("info", "stop", "reset-workers"))
+    _connection_options(parser)
+    options = parser.parse_args(argv)
+    try:
+        broker = connect(options)
+    except BrokerError as error:
+        if options.command == "info" and "no dask-abc coordinator" in str(error):
+            print(_info_line(None))  # no master has run on this cluster yet
+            return 0
+        print(f"dask-abc-manager: {error}", file=sys.stderr)
+        return 1
+    try:
+        if options.command == "info":
+            print(_info_line(broker.status()))
+        elif options.command == "stop":
+            broker.request_stop()
+            print("Workers will stop at the end of the current generation")
+        else:
+            print(f"Reset {broker.reset_workers()} workers")
+    except (BrokerError, BrokerBusy) as error:
+        print(f"dask-abc-manager: {error}", file=sys.stderr)
+        return 1
+    finally:
+        broker.close()
+    return 0
+

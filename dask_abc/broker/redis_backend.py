@@ -1,0 +1,290 @@
+"""The coordinator on a Redis server, for sites that already run one.
+
+The protocol's state (see :class:`~dask_abc.broker.state.BrokerState`) lives
+in Redis keys under one prefix; every operation that reads and writes is a
+Lua script, so it is atomic, and times come from the server's clock, so
+hosts with unsynchronised clocks agree on leases.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .. import config
+from .base import Broker, BrokerError
+from .state import BrokerBusy
+
+# KEYS and ARGV are documented per script; P is the key prefix (ARGV[1]).
+_PRELUDE = """
+local P = ARGV[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local function current() return redis.call('HGET', P .. ':gen', 'token') end
+local function lease_key(w) return P .. ':lease:' .. w end
+local function requeue(w)
+  local leases = redis.call('HGETALL', lease_key(w))
+  local lost = {}
+  for i = 1, #leases, 2 do lost[#lost + 1] = leases[i] .. ':' .. leases[i + 1] end
+  table.sort(lost, function(a, b)
+    return tonumber(string.match(a, '^%d+')) < tonumber(string.match(b, '^%d+')) end)
+  for i = #lost, 1, -1 do
+    redis.call('LPUSH', P .. ':queue', lost[i])
+    redis.call('SADD', P .. ':requeued', string.match(lost[i], '^%d+'))
+  end
+  redis.call('DEL', lease_key(w))
+  return lost
+end
+"""
+
+_SCRIPTS = {
+    # ARGV: P, owner, ttl
+    "acquire": """
+local holder = redis.call('GET', P .. ':owner')
+if holder and holder ~= ARGV[2] then return holder end
+if holder ~= ARGV[2] then redis.call('DEL', P .. ':stop') end
+redis.call('SET', P .. ':owner', ARGV[2], 'PX', math.floor(tonumber(ARGV[3]) * 1000))
+return false
+""",
+    # ARGV: P, owner
+    "release": """
+if redis.call('GET', P .. ':owner') == ARGV[2] then
+  redis.call('DEL', P .. ':owner')
+  redis.call('DEL', P .. ':gen', P .. ':spec', P .. ':queue', P .. ':results')
+end
+""",
+    # ARGV: P, token, t, n, spec
+    "start_generation": """
+for _, w in ipairs(redis.call('HKEYS', P .. ':workers')) do redis.call('DEL', lease_key(w)) end
+redis.call('DEL', P .. ':queue', P .. ':results', P .. ':returned', P .. ':requeued',
+           P .. ':counters')
+redis.call('HSET', P .. ':gen', 'token', ARGV[2], 't', ARGV[3], 'n', ARGV[4])
+redis.call('SET', P .. ':spec', ARGV[5])
+""",
+    # ARGV: P, token, range...
+    "add_ranges": """
+if current() ~= ARGV[2] then return end
+for i = 3, #ARGV do redis.call('RPUSH', P .. ':queue', ARGV[i]) end
+""",
+    # ARGV: P, token, lease seconds
+    "requeue_lost": """
+if current() ~= ARGV[2] then return {} end
+local lost = {}
+local seen = redis.call('HGETALL', P .. ':workers')
+for i = 1, #seen, 2 do
+  if now - tonumber(seen[i + 1]) > tonumber(ARGV[3]) then
+    for _, r in ipairs(requeue(seen[i])) do lost[#lost + 1] = r end
+    redis.call('HDEL', P .. ':workers', seen[i])
+    redis.call('HDEL', P .. ':worker-evaluations', seen[i])
+  end
+end
+return lost
+""",
+    # ARGV: P, token
+    "finish_generation": """
+if current() ~= ARGV[2] then return end
+for _, w in ipairs(redis.call('HKEYS', P .. ':workers')) do redis.call('DEL', lease_key(w)) end
+redis.call('HDEL', P .. ':gen', 'token')
+redis.call('DEL', P .. ':spec', P .. ':queue', P .. ':results')
+""",
+    # ARGV: P
+    "reset_workers": """
+local workers = redis.call('HKEYS', P .. ':workers')
+for _, w in ipairs(workers) do requeue(w) end
+redis.call('DEL', P .. ':workers', P .. ':worker-evaluations', P .. ':worker-info')
+return #workers
+""",
+    # ARGV: P, worker
+    "heartbeat": """
+redis.call('HSET', P .. ':workers', ARGV[2], now)
+local gen = redis.call('HMGET', P .. ':gen', 'token', 't')
+return {gen[1] or false, gen[2] or false, redis.call('EXISTS', P .. ':stop')}
+""",
+    # ARGV: P, worker
+    "unregister": """
+requeue(ARGV[2])
+redis.call('HDEL', P .. ':workers', ARGV[2])
+redis.call('HDEL', P .. ':worker-evaluations', ARGV[2])
+""",
+    # ARGV: P, worker, token
+    "claim": """
+if current() ~= ARGV[3] then return false end
+local r = redis.call('LPOP', P .. ':queue')
+if not r then return false end
+local start, count = string.match(r, '^(%d+):(%d+)$')
+redis.call('HSET', P .. ':workers', ARGV[2], now)
+redis.call('HSET', lease_key(ARGV[2]), start, count)
+return r
+""",
+    # ARGV: P, worker, token, start, count, accepted, result
+    "push": """
+redis.call('HDEL', lease_key(ARGV[2]), ARGV[4])
+redis.call('HINCRBY', P .. ':worker-evaluations', ARGV[2], ARGV[5])
+if current() ~= ARGV[3] then return 0 end
+if redis.call('SADD', P .. ':returned', ARGV[4]) == 0 then return 0 end
+if redis.call('SREM', P .. ':requeued', ARGV[4]) == 1 then
+  redis.call('LREM', P .. ':queue', 0, ARGV[4] .. ':' .. ARGV[5])
+end
+redis.call('RPUSH', P .. ':results', ARGV[7])
+redis.call('HINCRBY', P .. ':counters', 'evaluations', ARGV[5])
+redis.call('HINCRBY', P .. ':counters', 'acceptances', ARGV[6])
+return 1
+""",
+    # ARGV: P, worker, token, failure
+    "report_failure": """
+if current() == ARGV[3] then redis.call('RPUSH', P .. ':results', ARGV[4]) end
+""",
+    # ARGV: P, worker, token, start, count
+    "give_back": """
+redis.call('HDEL', lease_key(ARGV[2]), ARGV[4])
+if current() == ARGV[3] and redis.call('SISMEMBER', P .. ':returned', ARGV[4]) == 0 then
+  redis.call('LPUSH', P .. ':queue', ARGV[4] .. ':' .. ARGV[5])
+  redis.call('SADD', P .. ':requeued', ARGV[4])
+end
+""",
+}
+
+
+def _range(text: bytes | str) -> tuple[int, int]:
+    start, count = (text.decode() if isinstance(text, bytes) else text).split(":")
+    return int(start), int(count)
+
+
+class RedisBroker(Broker):
+    """The broker protocol on a Redis server (redis-py).
+
+    Parameters
+    ----------
+    host, port : str, int
+        The server.
+    password : str, optional
+        As set by the server's ``requirepass``.
+    prefix : str, optional
+        Key prefix; default ``abc.broker.name`` (one per concurrent analysis).
+
+    Examples
+    --------
+    With a Redis server running (not run as a doctest)::
+
+        broker = RedisBroker("127.0.0.1", 6379, password="...")
+        broker.status()["workers"]
+    """
+
+    def __init__(self, host: str = "localhost", port: int = 6379, password: str | None = None,
+                 prefix: str | None = None):
+        import redis
+
+        self.prefix = prefix or config.get("broker.name")
+        self.address = f"redis://{host}:{port}"
+        self.password = password
+        self.redis = redis.Redis(host=host, port=int(port), password=password)
+        self._scripts = {name: self.redis.register_script(_PRELUDE + body)
+                         for name, body in _SCRIPTS.items()}
+        self._run("heartbeat", "__probe__")  # fail now, clearly, if unreachable or refused
+        self.redis.hdel(f"{self.prefix}:workers", "__probe__")
+
+    def _run(self, name: str, *args):
+        import redis
+
+        try:
+            return self._scripts[name](args=[self.prefix, *args])
+        except (redis.AuthenticationError, redis.AuthenticationWrongNumberOfArgsError,
+                redis.ResponseError) as error:
+            if not isinstance(error, redis.AuthenticationError) and "AUTH" not in str(error):
+                raise
+            if self.password is None:
+                raise BrokerError(f"Redis at {self.address} needs a password (its "
+                                  f"requirepass): give --redis-password ({error})") from error
+            raise BrokerError(f"Redis at {self.address} refused the password: {error}") from error
+        except redis.ConnectionError as error:
+            raise BrokerError(f"cannot reach Redis at {self.address}: {error}") from error
+
+    def acquire(self, owner, ttl):
+        holder = self._run("acquire", owner, ttl)
+        if holder:
+            raise BrokerBusy(f"the coordinator is busy with another analysis "
+                             f"({holder.decode()})")
+
+    def release(self, owner):
+        self._run("release", owner)
+
+    def start_generation(self, token, t, n, spec):
+        self._run("start_generation", token, t, n, spec)
+
+    def add_ranges(self, token, ranges):
+        self._run("add_ranges", token, *[f"{s}:{c}" for s, c in ranges])
+
+    def take_results(self, token, timeout):
+        key = f"{self.prefix}:results"
+        first = self.redis.blpop([key], timeout=max(timeout, 0.001))
+        if first is None:
+            return []
+        rest = self.redis.lpop(key, 100_000) or []
+        return [first[1], *rest]
+
+    def requeue_lost(self, token, lease_seconds):
+        return [_range(r) for r in self._run("requeue_lost", token, lease_seconds)]
+
+    def finish_generation(self, token):
+        self._run("finish_generation", token)
+
+    def status(self):
+        p = self.prefix
+        pipe = self.redis.pipeline()
+        pipe.hgetall(f"{p}:gen")
+        pipe.hgetall(f"{p}:counters")
+        pipe.hgetall(f"{p}:worker-evaluations")
+        pipe.hkeys(f"{p}:workers")
+        pipe.get(f"{p}:owner")
+        pipe.exists(f"{p}:stop")
+        gen, counters, per_worker, workers, owner, stop = pipe.execute()
+        gen = {k.decode(): v.decode() for k, v in gen.items()}
+        return {"workers": len(workers),
+                "evaluations": int(counters.get(b"evaluations", 0)),
+                "acceptances": int(counters.get(b"acceptances", 0)),
+                "n": int(gen["n"]) if "n" in gen else None,
+                "t": int(gen["t"]) if "t" in gen else None,
+                "running": "token" in gen, "owner": owner.decode() if owner else None,
+                "stop": bool(stop),
+                "per_worker": {k.decode(): int(v) for k, v in per_worker.items()}}
+
+    def request_stop(self):
+        self.redis.set(f"{self.prefix}:stop", 1)
+
+    def reset_workers(self):
+        return int(self._run("reset_workers"))
+
+    def register(self, worker, info):
+        self.redis.hset(f"{self.prefix}:worker-info", worker, json.dumps(info))
+        self.heartbeat(worker)
+
+    def unregister(self, worker):
+        self._run("unregister", worker)
+        self.redis.hdel(f"{self.prefix}:worker-info", worker)
+
+    def heartbeat(self, worker):
+        token, t, stop = self._run("heartbeat", worker)
+        return {"token": token.decode() if token else None,
+                "t": int(t) if t else None, "stop": bool(stop)}
+
+    def spec(self, token):
+        pipe = self.redis.pipeline()
+        pipe.hget(f"{self.prefix}:gen", "token")
+        pipe.get(f"{self.prefix}:spec")
+        current, data = pipe.execute()
+        return data if current is not None and current.decode() == token else None
+
+    def claim(self, worker, token):
+        claimed = self._run("claim", worker, token)
+        return _range(claimed) if claimed else None
+
+    def push(self, worker, token, start, count, accepted, result):
+        return bool(self._run("push", worker, token, start, count, accepted, result))
+
+    def report_failure(self, worker, token, failure):
+        self._run("report_failure", worker, token, failure)
+
+    def give_back(self, worker, token, start, count):
+        self._run("give_back", worker, token, start, count)
+
+    def close(self):
+        self.redis.close()

@@ -1,0 +1,234 @@
+"""Samplers whose workers sample on their own: the master only queues index ranges.
+
+Standalone workers (``dask-abc-worker``) started anywhere, at any time, claim
+ranges of the running generation from a coordinator (a
+:class:`~dask_abc.broker.Broker`), evaluate them and push the results. The
+master sizes the ranges with the same controller as the Dask sampler, keeps a
+few queued per live worker, and queues again the ranges of workers whose
+heartbeats stop, so a killed worker never hangs a run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import socket
+import time
+import uuid
+
+import cloudpickle
+
+from .. import config
+from ..broker import ActorBroker, Broker, RedisBroker
+from ..broker.worker import WorkerFailure
+from ..generation import GenerationSpec
+from ..sample import SampleCollector
+from .base import Sampler, SamplerError
+from .controller import BatchController
+
+logger = logging.getLogger("dask_abc")
+
+
+class BrokerSampler(Sampler):
+    """Queue index ranges on a coordinator; standalone workers evaluate them.
+
+    Parameters
+    ----------
+    batch_size : int or "auto"
+        Evaluations per range; "auto" sizes ranges to about
+        ``abc.broker.target-task-seconds`` of work.
+    wait_for_workers : float, optional
+        Seconds a generation waits for a first worker before the run stops
+        with an error; default ``abc.broker.wait-for-workers``.
+    lease_seconds : float, optional
+        Ranges of a worker silent for this long go to others; default
+        ``abc.broker.lease-seconds``.
+    """
+
+    #: how a user starts workers for this backend (for messages)
+    worker_command = "dask-abc-worker"
+
+    def __init__(self, batch_size="auto", wait_for_workers: float | None = None,
+                 lease_seconds: float | None = None):
+        super().__init__()
+        self.controller = BatchController(batch_size, prefix="broker")
+        self.batch_size = batch_size
+        self.wait_for_workers = float(
+            config.get("broker.wait-for-workers") if wait_for_workers is None
+            else wait_for_workers)
+        self.lease_seconds = float(
+            config.get("broker.lease-seconds") if lease_seconds is None else lease_seconds)
+        self.owner = f"master {socket.gethostname()} PID {os.getpid()} ({uuid.uuid4().hex[:8]})"
+        self._broker: Broker | None = None
+
+    @property
+    def broker(self) -> Broker:
+        if self._broker is None:
+            self._broker = self._connect()
+        return self._broker
+
+    def _connect(self) -> Broker:
+        raise NotImplementedError
+
+    def _window(self, workers: int) -> int:
+        return max(workers, 1) * (1 + int(config.get("broker.pipeline-depth")))
+
+    def _run(self, spec: GenerationSpec, collector: SampleCollector, acceptance_rate_hint):
+        broker = self.broker
+        ttl = float(config.get("broker.master-ttl"))
+        broker.acquire(self.owner, ttl)
+        token = uuid.uuid4().hex
+        broker.start_generation(token, spec.t, collector.n, cloudpickle.dumps(spec))
+        outstanding: dict[int, int] = {}  # start -> count, queued or leased
+        handed_out = 0
+
+        def top_up(workers: int) -> None:
+            nonlocal handed_out
+            window = self._window(workers)
+            new = []
+            while len(outstanding) < window and handed_out < collector.max_eval:
+                size = self.controller.size(collector, handed_out, window, acceptance_rate_hint)
+                count = int(min(size, collector.max_eval - handed_out))
+                outstanding[handed_out] = count
+                new.append((handed_out, count))
+                handed_out += count
+            if new:
+                broker.add_ranges(token, new)
+
+        check_every = min(self.lease_seconds / 4, 1.0)
+        count_every = min(check_every, float(config.get("broker.worker-count-seconds")))
+        started = last_result = time.monotonic()
+        next_check = next_count = started
+        workers = 0
+        try:
+            while not collector.done:
+                now = time.monotonic()
+                if now >= next_check:
+                    broker.acquire(self.owner, ttl)  # renew the claim on the coordinator
+                    lost = broker.requeue_lost(token, self.lease_seconds)
+                    if lost:
+                        logger.warning("generation %d: %d ranges of silent workers queued "
+                                       "again (first: %d..)", spec.t, len(lost), lost[0][0])
+                    next_check = now + check_every
+                if now >= next_count:  # the queue follows the live number of workers
+                    workers = broker.status()["workers"]
+                    if not workers and now - last_result > self.wait_for_workers:
+                        raise self._no_workers(spec, collector, now - started)
+                    next_count = now + count_every
+                top_up(workers)
+                for data in broker.take_results(token, count_every):
+                    batch = pickle.loads(data)
+                    if isinstance(batch, WorkerFailure):
+                        raise batch.error
+                    if outstanding.pop(batch.start, None) is None:
+                        continue  # a duplicate of a range queued again
+                    collector.add(batch)
+                    self.controller.observe(batch)
+                    last_result = time.monotonic()
+        finally:
+            broker.finish_generation(token)
+
+    def _no_workers(self, spec, collector, waited: float) -> SamplerError:
+        return SamplerError(
+            f"{type(self).__name__}: no worker has connected for {waited:.0f} s in generation "
+            f"{spec.t} ({collector.n_accepted}/{collector.n} accepted); start workers with "
+            f"`{self.worker_command}`, or raise wait_for_workers")
+
+    def stop(self) -> None:
+        """Give up the coordinator (workers stay, idle, for the next run)."""
+        if self._broker is not None:
+            self._broker.release(self.owner)
+
+
+class ActorEvalParallelSampler(BrokerSampler):
+    """Eval-parallel sampling by standalone workers, coordinated by a Dask Actor.
+
+    The coordinator is an actor on the Dask cluster, published under
+    ``abc.broker.name``; workers need only the scheduler's address:
+    ``dask-abc-worker --scheduler ADDRESS``. Nothing else to run.
+
+    Parameters
+    ----------
+    client : distributed.Client, optional
+        Default: the current default client.
+    name : str, optional
+        The coordinator's name (one per concurrent analysis on a cluster).
+    **kwargs
+        See :class:`BrokerSampler`.
+
+    Examples
+    --------
+    With a scheduler running (not run as a doctest)::
+
+        sampler = ActorEvalParallelSampler(Client("tcp://scheduler:8786"))
+    """
+
+    def __init__(self, client=None, name: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.client = client
+        self.name = name
+
+    @property
+    def worker_command(self) -> str:
+        address = self.client.scheduler.address if self.client is not None else "ADDRESS"
+        return f"dask-abc-worker --scheduler {address}"
+
+    def _connect(self) -> Broker:
+        if self.client is None:
+            from distributed import Client
+
+            try:
+                self.client = Client.current()
+            except ValueError:
+                raise SamplerError(
+                    "ActorEvalParallelSampler needs a Dask client: the coordinator is an "
+                    "actor on the cluster (Client(scheduler_address), or a LocalCluster)"
+                ) from None
+        return ActorBroker(self.client, self.name, create=True)
+
+    def __repr__(self) -> str:
+        return f"ActorEvalParallelSampler(batch_size={self.batch_size!r})"
+
+
+class RedisEvalParallelSampler(BrokerSampler):
+    """Eval-parallel sampling by standalone workers, coordinated through a Redis server.
+
+    Workers: ``dask-abc-worker --redis-host HOST --redis-port PORT
+    [--redis-password PW]``.
+
+    Parameters
+    ----------
+    host, port, password
+        The Redis server (``password`` as in its ``requirepass``).
+    batch_size : int or "auto"
+        Evaluations per range.
+    look_ahead : bool
+        Accepted for pyABC; ranges of the next generation are not sampled ahead.
+    name : str, optional
+        Key prefix of the coordinator (one per concurrent analysis on a server).
+    **kwargs
+        See :class:`BrokerSampler`.
+
+    Examples
+    --------
+    >>> sampler = RedisEvalParallelSampler(host="127.0.0.1", port=6379)
+    """
+
+    def __init__(self, host: str = "localhost", port: int = 6379, password: str | None = None,
+                 batch_size="auto", look_ahead: bool = False, name: str | None = None,
+                 **kwargs):
+        super().__init__(batch_size=batch_size, **kwargs)
+        self.host, self.port, self.password = host, int(port), password
+        self.look_ahead = look_ahead
+        self.name = name
+
+    @property
+    def worker_command(self) -> str:
+        return f"dask-abc-worker --redis-host {self.host} --redis-port {self.port}"
+
+    def _connect(self) -> Broker:
+        return RedisBroker(self.host, self.port, self.password, prefix=self.name)
+
+    def __repr__(self) -> str:
+        return f"RedisEvalParallelSampler(host={self.host!r}, port={self.port})"
