@@ -1,13 +1,14 @@
 """Coordinator throughput: range cycles per second the Actor and Redis backends sustain.
 
-Many lightweight simulated workers (threads in a few processes) claim a range
-and push a small result, as fast as they can, against one coordinator; the
-master drains the results. One *cycle* is a claim plus a push (a worker's
-traffic per range; heartbeats are a few per second per worker on top). From
+Many lightweight simulated workers (threads in a few processes) push a small
+result and claim the next range in one call, as fast as they can, against one
+coordinator; the master drains the results. One *cycle* is that call, a busy
+worker's traffic per range (heartbeats, two per second per worker, come on top). From
 the cycles per second follows the largest number of workers a coordinator can
-feed: a worker whose range takes ``d`` seconds needs ``1 / d`` cycles per second,
-so ``workers = cycles/s x d``, with ``d = max(model time, target task time)``
-under ``batch_size="auto"`` and ``d = model time`` with batch size 1.
+feed: a worker whose range takes ``d`` seconds and who beats every ``h`` seconds
+needs ``1/d + 1/h`` calls per second, so ``workers = cycles/s / (1/d + 1/h)``,
+with ``d = max(model time, target task time)`` under ``batch_size="auto"`` and
+``d = model time`` with batch size 1 (a heartbeat costs no more than a cycle).
 
 Usage: ``python benchmarks/broker_throughput.py [--processes 4] [--threads 16]
 [--seconds 10]`` (needs ``redis-server`` on the PATH for the Redis backend).
@@ -40,7 +41,8 @@ def connect(backend: str, address: str):
 
     from dask_abc.broker import ActorBroker
 
-    return ActorBroker(Client(address, set_as_default=False), "bench", wait=30, owns_client=True)
+    client = Client(address, set_as_default=False, direct_to_workers=True)
+    return ActorBroker(client, "bench", wait=30, owns_client=True)
 
 
 def hammer(backend: str, address: str, threads: int, seconds: float, out) -> None:
@@ -52,11 +54,9 @@ def hammer(backend: str, address: str, threads: int, seconds: float, out) -> Non
     def work(i: int) -> None:
         name = f"{os.getpid()}-{i}"
         broker.register(name, {})
-        while time.monotonic() < stop:
-            claim = broker.claim(name, TOKEN)
-            if claim is None:
-                continue
-            broker.push(name, TOKEN, claim[0], claim[1], 1, RESULT)
+        claim = broker.claim(name, TOKEN)
+        while time.monotonic() < stop and claim is not None:
+            claim = broker.push_and_claim(name, TOKEN, claim[0], claim[1], 1, RESULT)
             counts[i] += 1
 
     pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
@@ -148,14 +148,15 @@ def main() -> None:
     workers = args.processes * args.threads
     print(f"{workers} simulated workers ({args.processes} processes x {args.threads} threads), "
           f"{args.seconds:g} s each")
-    print(f"{'backend':8} {'cycles/s':>10}   max workers fed at model time 10 ms / 1 s / 60 s")
+    print("max workers one coordinator feeds: cycles/s / (1/d + 1/h), d = range duration "
+          f"(auto: at least {target:g} s), h = heartbeat interval")
+    print(f"{'backend':8} {'cycles/s':>9} {'h':>5}   {'d=10ms':>9} {'d=1s':>9} {'d=60s':>9}   "
+          "batch 1: d=10ms")
     for backend, (rate, _) in rates.items():
-        auto = [rate * max(d, target) for d in (0.01, 1.0, 60.0)]
-        single = [rate * d for d in (0.01, 1.0, 60.0)]
-        print(f"{backend:8} {rate:10.0f}   auto: {auto[0]:>9,.0f} {auto[1]:>9,.0f} "
-              f"{auto[2]:>11,.0f}   batch 1: {single[0]:>7,.0f} {single[1]:>9,.0f} "
-              f"{single[2]:>11,.0f}")
-
+        for h in (float(config.get("broker.heartbeat-seconds")), 5.0):
+            fed = [rate / (1 / max(d, target) + 1 / h) for d in (0.01, 1.0, 60.0)]
+            print(f"{backend:8} {rate:9.0f} {h:5.1f}   {fed[0]:9,.0f} {fed[1]:9,.0f} "
+                  f"{fed[2]:9,.0f}   {rate / (1 / 0.01 + 1 / h):9,.0f}")
 
 if __name__ == "__main__":
     main()

@@ -144,7 +144,8 @@ def plot(results: list[dict], path: Path) -> None:
     ax.set_ylim(0, 1.05)
     ax.axhline(1, color="grey", lw=0.5)
     ax.legend()
-    ax.set_title(f"{results[0]['workers']} workers, population {results[0]['population']}")
+    workers = max(r["workers"] for r in results)
+    ax.set_title(f"{workers} workers, population {results[0]['population']}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -204,12 +205,19 @@ def main() -> None:
     p.add_argument("--pyabc-python", default=PYABC_PYTHON)
     p.add_argument("--only-library", choices=("dask_abc", "pyabc"))
     p.add_argument("--results", default=str(HERE / "dask_results.json"))
+    p.add_argument("--replot", action="store_true",
+                   help="report and plot the results file again, without running")
     args = p.parse_args()
     if args.quick:
         args.population, args.generations = 200, 3
     if args.case:
         result = run_case(*args.case, args.population, args.generations, args.workers, args.seed)
         Path(args.out).write_text(json.dumps(result))
+        return
+    if args.replot:
+        results = json.loads(Path(args.results).read_text())
+        report(results)
+        plot(results, Path(args.results).with_suffix(".png"))
         return
     results = []
     for case in MATRIX:

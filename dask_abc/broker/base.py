@@ -30,8 +30,9 @@ class Broker:
     :meth:`add_ranges`, :meth:`take_results`, :meth:`requeue_lost`,
     :meth:`finish_generation`. Workers: :meth:`register`, :meth:`unregister`,
     :meth:`heartbeat`, :meth:`spec`, :meth:`claim`, :meth:`push`,
-    :meth:`report_failure`, :meth:`give_back`. Monitoring and control (``dask-abc-manager``):
-    :meth:`status`, :meth:`request_stop`, :meth:`reset_workers`.
+    :meth:`push_and_claim`, :meth:`report_failure`, :meth:`give_back`.
+    Monitoring and control (``dask-abc-manager``): :meth:`status`,
+    :meth:`request_stop`, :meth:`reset_workers`.
     """
 
     def acquire(self, owner: str, ttl: float) -> None:
@@ -85,6 +86,10 @@ class Broker:
     def push(self, worker: str, token: str, start: int, count: int, accepted: int,
              result: bytes) -> bool:
         return self._call("push", worker, token, start, count, accepted, result)
+
+    def push_and_claim(self, worker: str, token: str, start: int, count: int, accepted: int,
+                       result: bytes) -> tuple[int, int] | None:
+        return self._call("push_and_claim", worker, token, start, count, accepted, result)
 
     def report_failure(self, worker: str, token: str, failure: bytes) -> None:
         return self._call("report_failure", worker, token, failure)

@@ -56,7 +56,8 @@ def connect(options: argparse.Namespace, wait: float = 0.0) -> Broker:
         security = Security(tls_ca_file=options.tls_ca_file, tls_client_cert=options.tls_cert,
                             tls_client_key=options.tls_key, require_encryption=True)
     client = Client(options.scheduler, scheduler_file=options.scheduler_file,
-                    security=security, set_as_default=False)
+                    security=security, set_as_default=False,
+                    direct_to_workers=True)  # actor calls straight to its worker
     from .actor import ActorBroker
 
     try:

@@ -34,6 +34,28 @@ local function requeue(w)
   redis.call('DEL', lease_key(w))
   return lost
 end
+local function claim(worker, token)
+  if current() ~= token then return false end
+  local r = redis.call('LPOP', P .. ':queue')
+  if not r then return false end
+  local start, count = string.match(r, '^(%d+):(%d+)$')
+  redis.call('HSET', P .. ':workers', worker, now)
+  redis.call('HSET', lease_key(worker), start, count)
+  return r
+end
+local function push(worker, token, start, count, accepted, result)
+  redis.call('HDEL', lease_key(worker), start)
+  redis.call('HINCRBY', P .. ':worker-evaluations', worker, count)
+  if current() ~= token then return 0 end
+  if redis.call('SADD', P .. ':returned', start) == 0 then return 0 end
+  if redis.call('SREM', P .. ':requeued', start) == 1 then
+    redis.call('LREM', P .. ':queue', 0, start .. ':' .. count)
+  end
+  redis.call('RPUSH', P .. ':results', result)
+  redis.call('HINCRBY', P .. ':counters', 'evaluations', count)
+  redis.call('HINCRBY', P .. ':counters', 'acceptances', accepted)
+  return 1
+end
 """
 
 _SCRIPTS = {
@@ -107,27 +129,16 @@ redis.call('HDEL', P .. ':worker-evaluations', ARGV[2])
 """,
     # ARGV: P, worker, token
     "claim": """
-if current() ~= ARGV[3] then return false end
-local r = redis.call('LPOP', P .. ':queue')
-if not r then return false end
-local start, count = string.match(r, '^(%d+):(%d+)$')
-redis.call('HSET', P .. ':workers', ARGV[2], now)
-redis.call('HSET', lease_key(ARGV[2]), start, count)
-return r
+return claim(ARGV[2], ARGV[3])
 """,
     # ARGV: P, worker, token, start, count, accepted, result
     "push": """
-redis.call('HDEL', lease_key(ARGV[2]), ARGV[4])
-redis.call('HINCRBY', P .. ':worker-evaluations', ARGV[2], ARGV[5])
-if current() ~= ARGV[3] then return 0 end
-if redis.call('SADD', P .. ':returned', ARGV[4]) == 0 then return 0 end
-if redis.call('SREM', P .. ':requeued', ARGV[4]) == 1 then
-  redis.call('LREM', P .. ':queue', 0, ARGV[4] .. ':' .. ARGV[5])
-end
-redis.call('RPUSH', P .. ':results', ARGV[7])
-redis.call('HINCRBY', P .. ':counters', 'evaluations', ARGV[5])
-redis.call('HINCRBY', P .. ':counters', 'acceptances', ARGV[6])
-return 1
+return push(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+""",
+    # ARGV: P, worker, token, start, count, accepted, result
+    "push_and_claim": """
+push(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+return claim(ARGV[2], ARGV[3])
 """,
     # ARGV: P, worker, token, failure
     "report_failure": """
@@ -279,6 +290,10 @@ class RedisBroker(Broker):
 
     def push(self, worker, token, start, count, accepted, result):
         return bool(self._run("push", worker, token, start, count, accepted, result))
+
+    def push_and_claim(self, worker, token, start, count, accepted, result):
+        claimed = self._run("push_and_claim", worker, token, start, count, accepted, result)
+        return _range(claimed) if claimed else None
 
     def report_failure(self, worker, token, failure):
         self._run("report_failure", worker, token, failure)

@@ -198,6 +198,12 @@ class BrokerState:
         self.acceptances += accepted
         return True
 
+    def push_and_claim(self, worker: str, token: str, start: int, count: int, accepted: int,
+                       result: bytes) -> tuple[int, int] | None:
+        """:meth:`push`, then :meth:`claim`: a busy worker's one call per range."""
+        self.push(worker, token, start, count, accepted, result)
+        return self.claim(worker, token)
+
     def report_failure(self, worker: str, token: str, failure: bytes) -> None:
         """Deliver a worker's error to the master, among the results."""
         if token == self.token:

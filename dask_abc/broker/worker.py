@@ -119,10 +119,8 @@ class BrokerWorker:
             if spec is None:  # this generation failed here: wait for the next one
                 idle = self._idle(idle)
                 continue
-            while not self._interrupted.is_set() and time.monotonic() < deadline:
-                claim = self.broker.claim(self.name, token)
-                if claim is None:
-                    break
+            claim = self.broker.claim(self.name, token)
+            while claim is not None:
                 idle = self.poll_seconds
                 start, count = claim
                 try:
@@ -136,12 +134,14 @@ class BrokerWorker:
                     if self._interrupted.is_set():
                         self.broker.give_back(self.name, token, start, count)
                     break
-                self.broker.push(self.name, token, start, count, result.n_accepted,
-                                 pickle.dumps(result, protocol=5))
+                data = pickle.dumps(result, protocol=5)
                 tally.add(count, result.n_accepted)
                 self.ranges_evaluated += 1
-            else:
-                break
+                if self._interrupted.is_set() or time.monotonic() >= deadline:
+                    self.broker.push(self.name, token, start, count, result.n_accepted, data)
+                    break
+                claim = self.broker.push_and_claim(self.name, token, start, count,
+                                                   result.n_accepted, data)
             idle = self._idle(idle)
         tally.log_and_reset()
 
