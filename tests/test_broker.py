@@ -392,6 +392,60 @@ def test_manager_info_and_stop(backend, tmp_path):
     assert "stop requested" in workers.log(workers.procs[0])
 
 
+def wait_for(condition, seconds=60.0):
+    deadline = time.time() + seconds
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_processes_and_reset_workers(backend, reference, tmp_path):
+    sampler = backend["sampler"]()
+    broker = sampler.broker  # creates the coordinator the workers wait for
+    workers = Workers(backend["connection"], tmp_path)
+    parent = workers.start("--processes", "2", "--runtime", "10m")
+    wait_for(lambda: broker.status()["workers"] == 2)
+    out = manager(backend, "reset-workers")
+    assert out.returncode == 0 and out.stdout.strip() == "Reset 2 workers"
+    try:
+        history = smc_for(sampler, tmp_path / "p.db").run(max_nr_populations=GENERATIONS)
+        assert_histories_equal(history, reference)
+        assert len(broker.status()["per_worker"]) == 2  # both came back by their heartbeats
+    finally:
+        parent.send_signal(signal.SIGTERM)  # the parent stops its worker processes
+        assert parent.wait(timeout=60) == 0
+    assert workers.log(parent).count("Start worker. Max run time 600.0s") == 2
+
+
+def test_an_actor_worker_over_tls_with_a_scheduler_file(tmp_path, reference):
+    from distributed.security import Security
+
+    security = Security.temporary()
+    files = {}
+    for option, pem in (("--tls-ca-file", security.tls_ca_file),
+                        ("--tls-cert", security.tls_client_cert),
+                        ("--tls-key", security.tls_client_key)):
+        files[option] = tmp_path / f"{option.strip('-')}.pem"
+        files[option].write_text(pem)
+    scheduler_file = tmp_path / "scheduler.json"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0", protocol="tls",
+                      security=security) as cluster, \
+            Client(cluster, security=security, set_as_default=False) as client:
+        assert client.scheduler.address.startswith("tls://")
+        client.write_scheduler_file(str(scheduler_file))
+        workers = Workers(["--scheduler-file", str(scheduler_file),
+                           *[str(x) for pair in files.items() for x in pair]], tmp_path)
+        workers.start()
+        try:
+            history = smc_for(ActorEvalParallelSampler(client), tmp_path / "tls.db").run(
+                max_nr_populations=GENERATIONS)
+        finally:
+            codes = workers.stop_all()
+    assert_histories_equal(history, reference)
+    assert codes == [0]
+
+
 def test_a_second_master_gets_a_busy_error(backend, tmp_path):
     first = backend["sampler"]()
     first.broker.acquire(first.owner, ttl=60)

@@ -55,9 +55,13 @@ def connect(options: argparse.Namespace, wait: float = 0.0) -> Broker:
 
         security = Security(tls_ca_file=options.tls_ca_file, tls_client_cert=options.tls_cert,
                             tls_client_key=options.tls_key, require_encryption=True)
-    client = Client(options.scheduler, scheduler_file=options.scheduler_file,
-                    security=security, set_as_default=False,
-                    direct_to_workers=True)  # actor calls straight to its worker
+    try:
+        client = Client(options.scheduler, scheduler_file=options.scheduler_file,
+                        security=security, set_as_default=False,
+                        direct_to_workers=True)  # actor calls straight to its worker
+    except OSError as error:
+        where = options.scheduler or options.scheduler_file
+        raise BrokerError(f"cannot reach the Dask scheduler {where}: {error}") from error
     from .actor import ActorBroker
 
     try:
