@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 
@@ -476,7 +475,3 @@ def test_redis_password_is_required(redis_server, tmp_path):
     with pytest.raises(BrokerError, match="needs a password"):
         RedisBroker("127.0.0.1", redis_server)
     master.release("master")
-
-
-if sys.platform != "linux":  # pragma: no cover
-    pytestmark = pytest.mark.skip("standalone worker tests use Linux signals")
