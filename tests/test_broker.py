@@ -148,6 +148,32 @@ def test_no_workers_is_a_clear_error(tmp_path):
         smc.run(max_nr_populations=1)
 
 
+def test_a_coordinator_that_loses_its_state_ends_the_run(tmp_path):
+    broker = LocalBroker()
+    worker = BrokerWorker(broker, runtime=60)
+    thread = threading.Thread(target=worker.run)
+    db = tmp_path / "lost.db"
+
+    def restart_coordinator():  # like an actor recomputed on another worker
+        while max_t_of(db) < 1:
+            time.sleep(0.01)
+        with broker._changed:
+            broker.state = BrokerState()
+
+    saboteur = threading.Thread(target=restart_coordinator)
+    thread.start()
+    saboteur.start()
+    try:
+        with pytest.raises(SamplerError, match="coordinator lost generation 2"):
+            smc_for(ThreadBrokerSampler(broker), db).run(max_nr_populations=GENERATIONS)
+    finally:
+        saboteur.join()
+        worker.interrupt()
+        thread.join()
+    with abc.History(f"sqlite:///{db}", create=False) as history:
+        assert history.n_populations == 2  # the completed generations stay
+
+
 # -- real backends, real worker processes ----------------------------------------
 
 

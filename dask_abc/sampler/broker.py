@@ -112,7 +112,13 @@ class BrokerSampler(Sampler):
                                        "again (first: %d..)", spec.t, len(lost), lost[0][0])
                     next_check = now + check_every
                 if now >= next_count:  # the queue follows the live number of workers
-                    workers = broker.status()["workers"]
+                    status = broker.status()
+                    if status["owner"] != self.owner or not status["running"]:
+                        raise SamplerError(
+                            f"{type(self).__name__}: the coordinator lost generation {spec.t} "
+                            f"(restarted, or its claim lapsed; held by {status['owner']}); "
+                            "completed generations are in the database")
+                    workers = status["workers"]
                     if not workers and now - last_result > self.wait_for_workers:
                         raise self._no_workers(spec, collector, now - started)
                     next_count = now + count_every
