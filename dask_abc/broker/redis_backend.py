@@ -190,10 +190,11 @@ class RedisBroker(Broker):
         self.redis = redis.Redis(host=host, port=int(port), password=password)
         self._scripts = {name: self.redis.register_script(_PRELUDE + body)
                          for name, body in _SCRIPTS.items()}
-        self._run("heartbeat", "__probe__")  # fail now, clearly, if unreachable or refused
+        self._call("heartbeat", "__probe__")  # fail now, clearly, if unreachable or refused
         self.redis.hdel(f"{self.prefix}:workers", "__probe__")
 
-    def _run(self, name: str, *args):
+    def _call(self, name: str, *args):
+        """Run the Lua script of operation ``name`` (methods not overridden come here)."""
         import redis
 
         try:
@@ -210,19 +211,13 @@ class RedisBroker(Broker):
             raise BrokerError(f"cannot reach Redis at {self.address}: {error}") from error
 
     def acquire(self, owner, ttl):
-        holder = self._run("acquire", owner, ttl)
+        holder = self._call("acquire", owner, ttl)
         if holder:
             raise BrokerBusy(f"the coordinator is busy with another analysis "
                              f"({holder.decode()})")
 
-    def release(self, owner):
-        self._run("release", owner)
-
-    def start_generation(self, token, t, n, spec):
-        self._run("start_generation", token, t, n, spec)
-
     def add_ranges(self, token, ranges):
-        self._run("add_ranges", token, *[f"{s}:{c}" for s, c in ranges])
+        self._call("add_ranges", token, *[f"{s}:{c}" for s, c in ranges])
 
     def take_results(self, token, timeout):
         key = f"{self.prefix}:results"
@@ -233,10 +228,7 @@ class RedisBroker(Broker):
         return [first[1], *rest]
 
     def requeue_lost(self, token, lease_seconds):
-        return [_range(r) for r in self._run("requeue_lost", token, lease_seconds)]
-
-    def finish_generation(self, token):
-        self._run("finish_generation", token)
+        return [_range(r) for r in self._call("requeue_lost", token, lease_seconds)]
 
     def status(self):
         p = self.prefix
@@ -261,19 +253,16 @@ class RedisBroker(Broker):
     def request_stop(self):
         self.redis.set(f"{self.prefix}:stop", 1)
 
-    def reset_workers(self):
-        return int(self._run("reset_workers"))
-
     def register(self, worker, info):
         self.redis.hset(f"{self.prefix}:worker-info", worker, json.dumps(info))
         self.heartbeat(worker)
 
     def unregister(self, worker):
-        self._run("unregister", worker)
+        self._call("unregister", worker)
         self.redis.hdel(f"{self.prefix}:worker-info", worker)
 
     def heartbeat(self, worker):
-        token, t, stop = self._run("heartbeat", worker)
+        token, t, stop = self._call("heartbeat", worker)
         return {"token": token.decode() if token else None,
                 "t": int(t) if t else None, "stop": bool(stop)}
 
@@ -285,21 +274,15 @@ class RedisBroker(Broker):
         return data if current is not None and current.decode() == token else None
 
     def claim(self, worker, token):
-        claimed = self._run("claim", worker, token)
+        claimed = self._call("claim", worker, token)
         return _range(claimed) if claimed else None
 
     def push(self, worker, token, start, count, accepted, result):
-        return bool(self._run("push", worker, token, start, count, accepted, result))
+        return bool(self._call("push", worker, token, start, count, accepted, result))
 
     def push_and_claim(self, worker, token, start, count, accepted, result):
-        claimed = self._run("push_and_claim", worker, token, start, count, accepted, result)
+        claimed = self._call("push_and_claim", worker, token, start, count, accepted, result)
         return _range(claimed) if claimed else None
-
-    def report_failure(self, worker, token, failure):
-        self._run("report_failure", worker, token, failure)
-
-    def give_back(self, worker, token, start, count):
-        self._run("give_back", worker, token, start, count)
 
     def close(self):
         self.redis.close()

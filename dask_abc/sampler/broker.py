@@ -85,16 +85,12 @@ class BrokerSampler(Sampler):
 
         def top_up(workers: int) -> None:
             nonlocal handed_out
-            window = self._window(workers)
-            new = []
-            while len(outstanding) < window and handed_out < collector.max_eval:
-                size = self.controller.size(collector, handed_out, window, acceptance_rate_hint)
-                count = int(min(size, collector.max_eval - handed_out))
-                outstanding[handed_out] = count
-                new.append((handed_out, count))
-                handed_out += count
+            new = self.controller.ranges(collector, handed_out, len(outstanding),
+                                         self._window(workers), acceptance_rate_hint)
             if new:
                 broker.add_ranges(token, new)
+                outstanding.update(new)
+                handed_out = new[-1][0] + new[-1][1]
 
         check_every = min(self.lease_seconds / 4, 1.0)
         count_every = min(check_every, float(config.get("broker.worker-count-seconds")))

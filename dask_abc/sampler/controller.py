@@ -72,3 +72,15 @@ class BatchController:
         unclaimed = max(expected - (handed_out - collector.prefix), 0)
         share = math.ceil(unclaimed / max(tasks, 1))
         return max(1, floor, min(target, share, int(self._config("max-batch-size"))))
+
+    def ranges(self, collector: SampleCollector, handed_out: int, in_flight: int, window: int,
+               hint) -> list[tuple[int, int]]:
+        """New ``(start, count)`` ranges from ``handed_out`` on, until ``window`` ranges
+        are in flight (never beyond ``collector.max_eval``)."""
+        new: list[tuple[int, int]] = []
+        while in_flight + len(new) < window and handed_out < collector.max_eval:
+            size = self.size(collector, handed_out, window, hint)
+            count = int(min(size, collector.max_eval - handed_out))
+            new.append((handed_out, count))
+            handed_out += count
+        return new

@@ -37,6 +37,12 @@ def _in_background(client, call) -> None:
     client.loop.add_callback(quietly)
 
 
+def _run_on_workers(client, function, *args, workers=None) -> None:
+    """``Client.run`` in the background; a worker that fails to answer is skipped."""
+    _in_background(client, client.run(function, *args, workers=workers, on_error="ignore",
+                                      asynchronous=True))
+
+
 def evaluate_range(token: str, start: int, count: int, data: bytes | None = None
                    ) -> BatchResult | payload.Missing | None:
     """One task: evaluate ``[start, start + count)`` of the generation ``token``.
@@ -146,8 +152,7 @@ class DaskDistributedSampler(Sampler):
         token = uuid.uuid4().hex
         data = cloudpickle.dumps(spec)
         # every live worker unpickles the spec once; its ranges wait for it
-        _in_background(client, client.run(payload.install, token, data, on_error="ignore",
-                                          asynchronous=True))
+        _run_on_workers(client, payload.install, token, data)
         in_flight: dict = {}
         attempts: dict[int, int] = {}  # start -> submissions of its range
         handed_out = 0
@@ -168,15 +173,11 @@ class DaskDistributedSampler(Sampler):
 
         def top_up() -> None:
             nonlocal handed_out
-            window = self._window(client)
-            starts, counts = [], []
-            while len(in_flight) + len(starts) < window and handed_out < collector.max_eval:
-                size = self.controller.size(collector, handed_out, window, acceptance_rate_hint)
-                starts.append(handed_out)
-                counts.append(int(min(size, collector.max_eval - handed_out)))
-                handed_out += counts[-1]
-            if starts:
-                submit(starts, counts)
+            new = self.controller.ranges(collector, handed_out, len(in_flight),
+                                         self._window(client), acceptance_rate_hint)
+            if new:
+                submit(*map(list, zip(*new)))
+                handed_out = new[-1][0] + new[-1][1]
 
         kills: dict[int, int] = {}  # start -> times its range ended in KilledWorker
         try:
@@ -195,9 +196,8 @@ class DaskDistributedSampler(Sampler):
                     raise self._task_failed(error, spec, start, count, collector)
                 if isinstance(batch, payload.Missing):  # a worker that joined later
                     if batch.address is not None:
-                        _in_background(client, client.run(
-                            payload.install, token, data, workers=[batch.address],
-                            on_error="ignore", asynchronous=True))
+                        _run_on_workers(client, payload.install, token, data,
+                                        workers=[batch.address])
                     # a range that met a worker without the spec twice takes it along
                     submit([start], [count], with_data=attempts[start] > 1)
                     continue
@@ -211,8 +211,7 @@ class DaskDistributedSampler(Sampler):
             # without waiting: ranges still queued are dropped, running ones stop early
             if in_flight:
                 _in_background(client, client.cancel(list(in_flight), asynchronous=True))
-            _in_background(client, client.run(payload.finish, token, on_error="ignore",
-                                              asynchronous=True))
+            _run_on_workers(client, payload.finish, token)
 
     @staticmethod
     def _task_failed(error, spec: GenerationSpec, start: int, count: int, collector):
