@@ -4,13 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages that tests start themselves on loopback: a real redis-server
-if ! command -v redis-server >/dev/null 2>&1; then
+# Debian packages the tests use: a real redis-server (started on loopback by the
+# tests) and the sqlite3 shell (integrity checks of killed runs' databases)
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "ci/test.sh: redis-server is missing: apt-get install redis-server (as root)" >&2
+    echo "ci/test.sh: missing ${missing[*]}: apt-get install ${missing[*]} (as root)" >&2
     exit 1
   fi
 fi

@@ -1,8 +1,9 @@
-"""The ``dask-abc`` command: ``demo`` and ``info``."""
+"""The ``dask-abc`` command: ``demo``, ``resume``, ``info`` and ``export``."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import os
 import sys
@@ -13,6 +14,7 @@ import numpy as np
 from . import demo
 from .inference import ABCSMC
 from .storage import History
+from .storage.export import add_parser as add_export_parser
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -62,6 +64,53 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def resume(db: str, abc_id: int | None = None, scheduler: str | None = None) -> History:
+    """Finish the interrupted ``run()`` of a stored run from the database alone.
+
+    The run's setup is unpickled from the database (its models' modules must
+    be importable here) and sampled with a Dask client of ``scheduler``, else
+    the default sampler; the stopping rules are those of the interrupted call.
+    """
+    history = History(db, abc_id=abc_id, create=False)
+    call = history.run_call
+    if call is None:
+        reason = history.stop_reason
+        history.close()
+        if reason is not None:
+            raise SystemExit(f"dask-abc resume: run {history.id} of {db!r} is finished "
+                             f"({reason}); nothing to resume")
+        raise SystemExit(f"dask-abc resume: run {history.id} of {db!r} was never run; run it "
+                         "from your script")
+    setup = history.load_setup()
+    sampler = None
+    if scheduler is not None:
+        from distributed import Client
+
+        from .sampler import DaskDistributedSampler
+
+        sampler = DaskDistributedSampler(Client(scheduler))
+    smc = ABCSMC(**setup, sampler=sampler)
+    smc._load(history, setup="trust")  # built from the stored setup
+    arguments = dict(call["arguments"])
+    if arguments["max_walltime"] is not None:
+        arguments["max_walltime"] = datetime.timedelta(seconds=arguments["max_walltime"])
+    print(f"resuming run {history.id} of {db} at generation {history.max_t + 1} "
+          f"with {smc.sampler!r}")
+    try:
+        return smc.run(**arguments)
+    finally:
+        if scheduler is not None:
+            smc.sampler.client.close()
+
+
+def cmd_resume(args) -> int:
+    history = resume(args.db, args.abc_id, args.scheduler)
+    print(history.get_generation_info().to_string(index=False))
+    print(f"stopped: {history.stop_reason}")
+    history.close()
+    return 0
+
+
 def cmd_info(args) -> int:
     history = History(args.db, abc_id=args.abc_id, create=False)
     print(history.all_runs().to_string(index=False))
@@ -85,10 +134,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("resume", help="finish an interrupted run from its database alone")
+    p.add_argument("db", help="a sqlite:/// URL or a file path")
+    p.add_argument("--abc-id", type=int, default=None, help="the run (default: the latest)")
+    p.add_argument("--scheduler", default=None,
+                   help="sample on this Dask scheduler (default: the default sampler)")
+    p.set_defaults(func=cmd_resume)
+
     p = sub.add_parser("info", help="show the runs and generations stored in a database")
     p.add_argument("db", help="a sqlite:/// URL or a file path")
     p.add_argument("--abc-id", type=int, default=None)
     p.set_defaults(func=cmd_info)
+
+    add_export_parser(sub)
 
     args = parser.parse_args(argv)
     _setup_logging(not args.quiet)

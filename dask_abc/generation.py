@@ -55,6 +55,22 @@ class BatchResult:
     def n_accepted(self) -> int:
         return len(self.index)
 
+    @classmethod
+    def concat(cls, batches: Sequence[BatchResult]) -> BatchResult:
+        """One batch of consecutive batches (each starting where the previous stops)."""
+        first = batches[0]
+        if len(batches) == 1:
+            return first
+
+        def cat(attr):
+            return np.concatenate([getattr(b, attr) for b in batches])
+
+        return cls(start=first.start, n_evaluated=sum(b.n_evaluated for b in batches),
+                   index=cat("index"), model=cat("model"), theta=cat("theta"),
+                   distance=cat("distance"), weight=cat("weight"), sum_stats=cat("sum_stats"),
+                   all_sum_stats=None if first.all_sum_stats is None else cat("all_sum_stats"),
+                   seconds=sum(b.seconds for b in batches))
+
 
 def _categorical(p: np.ndarray, u: np.ndarray) -> np.ndarray:
     cum = np.cumsum(p)

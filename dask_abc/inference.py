@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import copy
 import datetime
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import cloudpickle
 import numpy as np
 
+from . import config, fingerprint
 from .acceptor import Acceptor, to_acceptor
 from .distance import Distance, to_distance
 from .epsilon import ConstantEpsilon, Epsilon, MedianEpsilon
@@ -23,6 +26,7 @@ from .model import Model, to_model
 from .random_variables import RV, Distribution
 from .sampler import Sampler, default_sampler
 from .storage import DatabaseError, History
+from .storage.journal import Journal
 from .sumstat import SumStatLayout, identity
 from .transition import ModelPerturbationKernel, MultivariateNormalTransition, Transition
 
@@ -50,6 +54,10 @@ class Population:
     @property
     def acceptance_rate(self) -> float:
         return len(self.index) / self.samples
+
+
+class SetupChangedError(DatabaseError):
+    """The setup of an ABCSMC differs from the one stored with the run it loads."""
 
 
 def _as_list(x) -> list:
@@ -119,6 +127,15 @@ class ABCSMC:
                  transitions=None, eps=None, sampler: Sampler | None = None,
                  acceptor: Acceptor | None = None, stop_if_only_single_model_alive: bool = False,
                  max_nr_recorded_particles: float = np.inf, seed: int | None = None):
+        # what is stored with a run, to check a resume against and to resume from alone
+        self._setup = dict(
+            models=models, parameter_priors=parameter_priors,
+            distance_function=distance_function, population_size=population_size,
+            summary_statistics=summary_statistics, model_prior=model_prior,
+            model_perturbation_kernel=model_perturbation_kernel, transitions=transitions,
+            eps=eps, acceptor=acceptor,
+            stop_if_only_single_model_alive=stop_if_only_single_model_alive,
+            max_nr_recorded_particles=max_nr_recorded_particles)
         self.models: list[Model] = [to_model(m, i) for i, m in enumerate(_as_list(models))]
         self.parameter_priors: list[Distribution] = _as_list(parameter_priors)
         n_models = len(self.models)
@@ -156,6 +173,7 @@ class ABCSMC:
         self._x0: np.ndarray | None = None
         self._population: Population | None = None
         self.eps_values: dict[int, float] = {}  # the threshold used in every generation
+        self._journal: Journal | None = None
 
     # -- setup -----------------------------------------------------------------
 
@@ -225,36 +243,98 @@ class ABCSMC:
             self.seed = int(np.random.SeedSequence().entropy % 2**63)
         self._configure(observed_sum_stat)
         self._spec(-1, np.inf, None, False).check()
+        description = self._describe_setup()
         history = self._open(db)
         history.create_run(
             seed=self.seed, model_names=[m.name for m in self.models],
             parameter_names=[p.get_parameter_names() for p in self.parameter_priors],
             layout=self._layout, observed=observed_sum_stat, observed_flat=self._x0,
             gt_model=gt_model, gt_par=gt_par, meta_info=meta_info)
+        self._store_setup(history, description)
         self.history, self._population = history, None
         logger.info("new run %d in %s (seed %d)", history.id, history.db, self.seed)
         return history
 
-    def load(self, db, abc_id: int = 1, observed_sum_stat: Mapping | None = None) -> History:
-        """Continue run ``abc_id`` of ``db`` from its last completed generation."""
+    def load(self, db, abc_id: int = 1, observed_sum_stat: Mapping | None = None, *,
+             ignore_setup_changes: bool = False) -> History:
+        """Continue run ``abc_id`` of ``db`` where it stopped.
+
+        The run may have ended, failed or been killed at any instant: the next
+        :meth:`run` continues from the last completed generation and reuses the
+        results the running generation had streamed to the database, so the
+        result is identical to an uninterrupted run's. This ABCSMC must have the
+        setup stored with the run (models, priors, distance, epsilon,
+        transitions, ...); a difference raises :class:`SetupChangedError` naming
+        it, unless ``ignore_setup_changes`` (then the new setup is stored and
+        used from here on).
+        """
         history = History(db, abc_id=abc_id, create=False) if not isinstance(db, History) \
             else db
+        return self._load(history, observed_sum_stat,
+                          "ignore" if ignore_setup_changes else "check")
+
+    def _load(self, history: History, observed_sum_stat: Mapping | None = None,
+              setup: str = "check") -> History:
+        """``setup``: "check" the stored setup, "ignore" differences (store the new one),
+        or "trust" it (this ABCSMC was built from it)."""
+        abc_id = history.id
         names = [p.get_parameter_names() for p in self.parameter_priors]
         if history.parameter_names != names:
-            raise DatabaseError(f"run {abc_id} of {history.db!r} has parameters "
-                                f"{history.parameter_names}, this ABCSMC {names}")
+            raise SetupChangedError(f"run {abc_id} of {history.db!r} has parameters "
+                                    f"{history.parameter_names}, this ABCSMC {names}")
         if self.seed is not None and self.seed != history.seed:
-            raise ValueError(f"run {abc_id} was started with seed {history.seed}, this ABCSMC "
-                             f"has seed {self.seed}; leave seed=None to continue the run")
+            raise SetupChangedError(
+                f"run {abc_id} was started with seed {history.seed}, this ABCSMC has seed "
+                f"{self.seed}; leave seed=None to continue the run")
         self.seed = history.seed
         self._configure(observed_sum_stat if observed_sum_stat is not None
                         else history.observed_sum_stat())
-        self._spec(-1, np.inf, None, False).check()
+        # the preflight simulation of new() only for a setup not known to have passed it
+        if setup != "trust" and not self._check_setup(history, setup == "ignore"):
+            self._spec(-1, np.inf, None, False).check()
         self.history, self._population = history, None
         if history.max_t >= 0:
             self._restore(history)
         logger.info("loaded run %d of %s at generation %d", abc_id, history.db, history.max_t)
         return history
+
+    def _describe_setup(self) -> dict:
+        setup = {key: getattr(self, key) for key in (
+            "models", "parameter_priors", "distance_function", "population_size",
+            "summary_statistics", "model_prior", "model_perturbation_kernel", "transitions",
+            "eps", "acceptor", "stop_if_only_single_model_alive", "max_nr_recorded_particles")}
+        return {key: fingerprint.describe(value) for key, value in setup.items()}
+
+    def _store_setup(self, history: History, description: dict) -> None:
+        try:
+            pickled = cloudpickle.dumps({**self._setup, "seed": self.seed})
+        except Exception as e:  # the run works, only `dask-abc resume` cannot rebuild it
+            logger.warning("the setup does not pickle (%s: %s): resume this run from your "
+                           "script with ABCSMC.load(), not with `dask-abc resume`",
+                           type(e).__name__, e)
+            pickled = None
+        history.store_setup(pickled, description, fingerprint.fingerprint(description))
+
+    def _check_setup(self, history: History, ignore_setup_changes: bool) -> bool:
+        """Whether this setup is the stored one; raises if not (unless ignored)."""
+        stored = history.setup_description
+        if stored is None:
+            logger.info("run %d of %s stored no setup: it is not checked", history.id,
+                        history.db)
+            return False
+        current = self._describe_setup()
+        if fingerprint.fingerprint(current) == history.setup_hash:
+            return True
+        lines = fingerprint.differences(stored, current)
+        message = (f"the setup differs from the one stored with run {history.id} of "
+                   f"{history.db!r}:\n  " + "\n  ".join(lines))
+        if not ignore_setup_changes:
+            raise SetupChangedError(
+                message + "\nA resumed run would not be the run that was started. Pass "
+                "ignore_setup_changes=True to load() to continue with the new setup anyway.")
+        logger.warning("%s\ncontinuing with the new setup (ignore_setup_changes=True)", message)
+        self._store_setup(history, current)
+        return False
 
     def _restore(self, history: History) -> None:
         t = history.max_t
@@ -274,19 +354,42 @@ class ABCSMC:
 
     def _calibrate(self) -> None:
         needs = self.eps.requires_calibration or self.distance_function.requires_calibration
-        if needs:
-            start = time.perf_counter()
+        if not needs:
+            self.eps.initialize(0, np.zeros(0), np.zeros(0))
+            return
+        start = time.perf_counter()
+        stored = self.history.get_calibration_arrays()
+        if stored is not None:  # a resumed run: calibrated before, from these statistics
+            stats = stored["sum_stats"]
+        else:
             spec = self._spec(-1, np.inf, None, False)
-            sample = self.sampler.sample_until_n_accepted(self.population_size, spec)
+            sample = self._sample(spec, self.population_size)
             stats = sample.sum_stats
-            self.distance_function.initialize(0, stats, self._x0)
-            distances = self.distance_function.batch(stats, self._x0, 0)
-            self.eps.initialize(0, distances, np.full(len(distances), 1 / len(distances)))
-            self.history.store_calibration(sample.n_evaluations, time.perf_counter() - start)
+        self.distance_function.initialize(0, stats, self._x0)
+        distances = self.distance_function.batch(stats, self._x0, 0)
+        self.eps.initialize(0, distances, np.full(len(distances), 1 / len(distances)))
+        if stored is None:
+            self.history.store_calibration(
+                sample.n_evaluations, time.perf_counter() - start, theta=sample.theta,
+                sum_stats=stats, evaluations_performed=sample.evaluations_performed)
             logger.info("calibration: %d prior samples, eps(0) = %.4g (%.2f s)",
                         sample.n_evaluations, self.eps(0), time.perf_counter() - start)
-        else:
-            self.eps.initialize(0, np.zeros(0), np.zeros(0))
+
+    def _sample(self, spec: GenerationSpec, n: int, max_eval: float = np.inf,
+                acceptance_rate_hint: float | None = None):
+        """The sampler's sample of ``spec``, resumed from and streamed to the journal."""
+        journal = self._journal
+        if journal is not None:
+            restored = journal.begin(spec.t, spec.eps)
+            if restored:
+                logger.info("generation %d: resuming with %d evaluations (%d ranges) from the "
+                            "checkpoint", spec.t, sum(b.n_evaluated for b in restored),
+                            len(restored))
+        sample = self.sampler.sample_until_n_accepted(n, spec, max_eval, acceptance_rate_hint,
+                                                      journal=journal)
+        if journal is not None:
+            journal.end()  # the generation is committed next, with its ranges deleted
+        return sample
 
     def _prepare_epsilon(self, t: int, population: Population) -> None:
         distances = self.distance_function.batch(population.sum_stats, self._x0, t)
@@ -315,15 +418,23 @@ class ABCSMC:
         if self.history is None:
             raise RuntimeError("call new() or load() before run()")
         history = self.history
-        history.conn  # noqa: B018 - a closed History fails here, before any work
+        history.acquire_lock()  # also fails on a closed History, before any work
+        call = {"minimum_epsilon": minimum_epsilon, "max_nr_populations": max_nr_populations,
+                "min_acceptance_rate": min_acceptance_rate,
+                "max_total_nr_simulations": max_total_nr_simulations,
+                "max_walltime": None if max_walltime is None else max_walltime.total_seconds(),
+                "min_eps_diff": min_eps_diff}
+        t = history.max_t + 1
+        t_first = self._first_generation_of_call(history, call, t)
         if minimum_epsilon is None:
             minimum_epsilon = -np.inf
         n = self.population_size
         max_eval = n / min_acceptance_rate if min_acceptance_rate > 0 else np.inf
         started = time.perf_counter()
-        t = history.max_t + 1
-        t_end = t + max_nr_populations
+        t_end = t_first + max_nr_populations
         reason = None
+        if config.get("storage.stream-checkpoints"):
+            self._journal = history.journal()
         try:
             if t == 0:
                 self._calibrate()
@@ -341,13 +452,36 @@ class ABCSMC:
                                                max_walltime, started)
                 t += 1
         except BaseException as e:
-            history.done(f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            self._close_journal(flush=True)  # results that returned are kept for a resume
+            history.done(f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                         failed=True)
             raise
         finally:
+            self._close_journal()
             self.sampler.stop()
+            history.release_lock()
         history.done(reason)
         logger.info("stopped: %s", reason)
         return history
+
+    def _close_journal(self, flush: bool = False) -> None:
+        if self._journal is not None:
+            self._journal.close(flush)
+            self._journal = None
+
+    @staticmethod
+    def _first_generation_of_call(history: History, call: dict, t: int) -> int:
+        """Where the generation budget of this ``run()`` call counts from: the start of an
+        interrupted call with the same arguments (a resume finishes it), else ``t``."""
+        call = json.loads(json.dumps(call, default=float))  # as stored: numbers are floats
+        previous = history.run_call
+        if previous is not None and previous["arguments"] == call:
+            if previous["t"] < t:
+                logger.info("continuing the interrupted run() call that started at generation "
+                            "%d", previous["t"])
+            return int(previous["t"])
+        history.store_run_call({"arguments": call, "t": t})
+        return t
 
     def _generation(self, t: int, n: int, max_eval: float, min_acceptance_rate: float):
         start = time.perf_counter()
@@ -356,8 +490,7 @@ class ABCSMC:
         previous = self._population
         record_all = self.distance_function.requires_all_sum_stats
         spec = self._spec(t, eps, previous, record_all)
-        sample = self.sampler.sample_until_n_accepted(
-            n, spec, max_eval, previous.acceptance_rate if previous else None)
+        sample = self._sample(spec, n, max_eval, previous.acceptance_rate if previous else None)
         if not sample.complete:
             return (f"acceptance rate below {min_acceptance_rate}: {sample.n_accepted}/{n} "
                     f"accepted in {sample.n_evaluations} evaluations of generation {t} "

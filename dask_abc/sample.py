@@ -9,6 +9,8 @@ reaches ``max_eval``).
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,23 +48,39 @@ class SampleCollector:
     max_eval : float
         Stop the generation after this many evaluations (from the minimum
         acceptance rate); the sample is then incomplete.
+    restored : iterable of BatchResult
+        Batches evaluated before (a checkpoint of this generation); samplers
+        skip their ranges (:meth:`fit_range`).
+    on_batch : callable, optional
+        Called with every new batch (not with restored ones or duplicates),
+        e.g. to stream it to the database.
 
     Examples
     --------
     >>> c = SampleCollector(n=2)
     >>> c.done
     False
+    >>> c.fit_range(0, 10)
+    (0, 10)
     """
 
-    def __init__(self, n: int, max_eval: float = np.inf):
+    def __init__(self, n: int, max_eval: float = np.inf, restored: Iterable[BatchResult] = (),
+                 on_batch: Callable[[BatchResult], None] | None = None):
         self.n = n
         self.max_eval = max_eval
         self.prefix = 0  # [0, prefix) evaluated completely
         self.prefix_accepted = 0
         self.evaluations_performed = 0
         self._waiting: dict[int, BatchResult] = {}  # start -> batch beyond the prefix
+        self._waiting_starts: list[int] = []  # sorted keys of _waiting
         self._batches: list[BatchResult] = []  # batches inside the prefix
         self.n_batches = 0
+        self.n_restored = 0  # evaluations restored from a checkpoint
+        self.on_batch = None
+        for batch in sorted(restored, key=lambda b: b.start):
+            self.add(batch)
+            self.n_restored += batch.n_evaluated
+        self.on_batch = on_batch
 
     @property
     def done(self) -> bool:
@@ -76,39 +94,55 @@ class SampleCollector:
     def add(self, batch: BatchResult) -> None:
         self.evaluations_performed += batch.n_evaluated
         self.n_batches += 1
-        if batch.n_evaluated == 0 or batch.stop <= self.prefix:
+        if batch.n_evaluated == 0 or batch.stop <= self.prefix or batch.start in self._waiting:
             return  # an empty or duplicate result
+        if self.on_batch is not None:
+            self.on_batch(batch)
         self._waiting[batch.start] = batch
+        bisect.insort(self._waiting_starts, batch.start)
         while self.prefix in self._waiting and not self.done:
             b = self._waiting.pop(self.prefix)
+            self._waiting_starts.remove(b.start)
             self._batches.append(b)
             self.prefix = b.stop
             self.prefix_accepted += b.n_accepted
 
+    def fit_range(self, start: int, count: int) -> tuple[int, int]:
+        """The range to hand out instead of ``[start, start + count)``: moved past indices
+        already evaluated, cut before the next evaluated range and at ``max_eval``.
+
+        Outside a resumed generation this is ``(start, count)`` (capped at ``max_eval``):
+        only restored batches lie beyond the ranges a sampler has handed out.
+        """
+        start = max(start, self.prefix)
+        k = bisect.bisect_right(self._waiting_starts, start)
+        if k and self._waiting[self._waiting_starts[k - 1]].stop > start:  # inside a batch
+            start = self._waiting[self._waiting_starts[k - 1]].stop
+            while k < len(self._waiting_starts) and self._waiting_starts[k] == start:
+                start = self._waiting[self._waiting_starts[k]].stop
+                k += 1
+        end = min(start + count, self.max_eval)
+        if k < len(self._waiting_starts):
+            end = min(end, self._waiting_starts[k])
+        return int(start), int(max(end - start, 0))
+
     def result(self) -> Sample:
         if not self.done:
             raise RuntimeError("SampleCollector.result() before the population is complete")
-        batches = self._batches
-
-        def cat(attr):
-            return np.concatenate([getattr(b, attr) for b in batches])
-
-        index, n = cat("index"), self.n
-        complete = len(index) >= n
-        n_eval = int(index[n - 1]) + 1 if complete else int(min(self.prefix, self.max_eval))
-        keep = slice(0, n) if complete else np.flatnonzero(index < n_eval)
-        all_stats = None
-        if batches and batches[0].all_sum_stats is not None:
-            all_stats = np.concatenate([b.all_sum_stats for b in batches])[:n_eval]
+        b = BatchResult.concat(self._batches)
+        n = self.n
+        complete = b.n_accepted >= n
+        n_eval = int(b.index[n - 1]) + 1 if complete else int(min(self.prefix, self.max_eval))
+        keep = slice(0, n) if complete else np.flatnonzero(b.index < n_eval)
         return Sample(
             n_evaluations=n_eval,
-            index=index[keep],
-            model=cat("model")[keep],
-            theta=cat("theta")[keep],
-            distance=cat("distance")[keep],
-            weight=cat("weight")[keep],
-            sum_stats=cat("sum_stats")[keep],
-            all_sum_stats=all_stats,
+            index=b.index[keep],
+            model=b.model[keep],
+            theta=b.theta[keep],
+            distance=b.distance[keep],
+            weight=b.weight[keep],
+            sum_stats=b.sum_stats[keep],
+            all_sum_stats=None if b.all_sum_stats is None else b.all_sum_stats[:n_eval],
             complete=complete,
             evaluations_performed=self.evaluations_performed,
         )

@@ -10,6 +10,7 @@ import numpy as np
 from .. import config
 from ..generation import GenerationSpec
 from ..sample import Sample, SampleCollector
+from ..storage.journal import Journal
 
 
 def nr_cores_available() -> int:
@@ -59,9 +60,16 @@ class Sampler:
         spec: GenerationSpec,
         max_eval: float = np.inf,
         acceptance_rate_hint: float | None = None,
+        *,
+        journal: Journal | None = None,
     ) -> Sample:
-        """Evaluate indices until the population of ``n`` is determined."""
-        collector = SampleCollector(n, max_eval)
+        """Evaluate indices until the population of ``n`` is determined.
+
+        With a ``journal`` (begun for this generation), the ranges it restored are
+        not evaluated again and every new result is streamed to it.
+        """
+        collector = SampleCollector(n, max_eval, journal.restored if journal else (),
+                                    on_batch=journal.record if journal else None)
         state = np.random.get_state()  # simulations reseed it when they run in this process
         try:
             self._run(spec, collector, acceptance_rate_hint)

@@ -67,11 +67,13 @@ class ConcurrentFutureSampler(Sampler):
         next_start = 0
         try:
             while not collector.done:
-                while len(pending) < self.client_max_jobs and next_start < collector.max_eval:
-                    count = int(min(self.batch_size, collector.max_eval - next_start))
-                    submit(next_start, count, with_data_left > 0)
+                while len(pending) < self.client_max_jobs:
+                    start, count = collector.fit_range(next_start, self.batch_size)
+                    if not count:
+                        break
+                    submit(start, count, with_data_left > 0)
                     with_data_left -= 1
-                    next_start += count
+                    next_start = start + count
                 finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
                     start, count = pending.pop(future)

@@ -76,11 +76,12 @@ class BatchController:
     def ranges(self, collector: SampleCollector, handed_out: int, in_flight: int, window: int,
                hint) -> list[tuple[int, int]]:
         """New ``(start, count)`` ranges from ``handed_out`` on, until ``window`` ranges
-        are in flight (never beyond ``collector.max_eval``)."""
+        are in flight (never beyond ``collector.max_eval``, never over evaluated ones)."""
         new: list[tuple[int, int]] = []
         while in_flight + len(new) < window and handed_out < collector.max_eval:
             size = self.size(collector, handed_out, window, hint)
-            count = int(min(size, collector.max_eval - handed_out))
-            new.append((handed_out, count))
-            handed_out += count
+            start, count = collector.fit_range(handed_out, size)
+            if count:
+                new.append((start, count))
+            handed_out = start + count
         return new

@@ -46,16 +46,19 @@ class MappingSampler(Sampler):
         shipped = payload.SpecPayload(spec)
         start = 0
         while not collector.done:
-            total = int(min(evaluations_still_needed(collector, acceptance_rate_hint),
-                            collector.max_eval - start))
+            total = evaluations_still_needed(collector, acceptance_rate_hint)
             size = math.ceil(total / self.chunks)
-            tasks = [shipped.task(s, min(size, start + total - s))
-                     for s in range(start, start + total, size)]
+            tasks = []
+            while total > 0:
+                start, count = collector.fit_range(start, min(size, total))
+                if not count:
+                    break
+                tasks.append(shipped.task(start, count))
+                start, total = start + count, total - count
             for result in self.map_(payload.evaluate_packed, tasks):
                 if hasattr(result, "result"):  # a future, e.g. from a Dask client's map
                     result = result.result()
                 collector.add(result)
-            start += total
 
     def __repr__(self) -> str:
         return f"MappingSampler(map_={getattr(self.map_, '__qualname__', self.map_)!r})"

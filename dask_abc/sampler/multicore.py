@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
 import multiprocessing as mp
+import os
 import pickle
 import queue
+import signal
+import threading
+import time
 import traceback
 
 from .. import config
@@ -13,9 +18,28 @@ from ..generation import GenerationSpec
 from ..sample import SampleCollector
 from .base import Sampler, SamplerError, evaluations_still_needed, nr_cores_available
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
-def _worker(spec, tasks, results):
+
+def _exit_with_master(master: int) -> None:
+    """End this forked worker when the master dies, even by SIGKILL, which leaves no
+    chance to stop workers: by the kernel on Linux, else by a watchdog thread."""
+    try:
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        def watch():
+            while os.getppid() == master:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != master:  # it died before the kernel was told
+        os._exit(1)
+
+
+def _worker(master, spec, tasks, results):
     """Evaluate ``(start, count)`` ranges from ``tasks`` until a ``None`` arrives."""
+    _exit_with_master(master)
     try:
         while (task := tasks.get()) is not None:
             results.put(("batch", spec.evaluate(*task)))
@@ -73,7 +97,7 @@ class MulticoreSampler(Sampler):
         tasks, results = ctx.SimpleQueue(), ctx.Queue()
         procs = [
             ctx.Process(target=_worker, daemon=self.daemon, name=f"dask-abc-worker-{k}",
-                        args=(spec, tasks, results))
+                        args=(os.getpid(), spec, tasks, results))
             for k in range(self.n_procs)
         ]
         for p in procs:
@@ -88,9 +112,10 @@ class MulticoreSampler(Sampler):
                 return
             expected = evaluations_still_needed(collector, acceptance_rate_hint)
             unclaimed = max(expected - (handed_out - collector.prefix), 0)
-            count = int(min(self._claim_size(unclaimed), collector.max_eval - handed_out))
-            tasks.put((handed_out, count))
-            handed_out += count
+            start, count = collector.fit_range(handed_out, self._claim_size(unclaimed))
+            if count:
+                tasks.put((start, count))
+            handed_out = start + count
 
         try:
             for _ in range(self.n_procs * (1 + self.pipeline_depth)):

@@ -3,7 +3,12 @@
 One file holds any number of runs (``abc_id``). A generation is written in one
 transaction: its row in ``populations``, the model probabilities, one row per
 particle (index, model, weight, distance) and the parameter and statistic
-arrays as columnar blobs in index order.
+arrays as columnar blobs in index order. While a generation runs, its evaluated
+index ranges are streamed to ``partial_batches`` (see
+:mod:`~dask_abc.storage.journal`); they are deleted in the transaction that
+commits the generation. A run also stores its setup (a cloudpickle and a
+structural description, see :mod:`~dask_abc.fingerprint`), the arguments of the
+``run()`` call in progress, and the lock of the master that runs it.
 """
 
 from __future__ import annotations
@@ -12,16 +17,21 @@ import datetime
 import io
 import json
 import os
+import socket
 import sqlite3
+import time
 from collections.abc import Mapping
 
 import cloudpickle
 import numpy as np
 import pandas as pd
 
+from .. import config
 from ..sumstat import SumStatLayout
+from .journal import Journal, merge_consecutive, read_batches
+from .sqlite import connect, transaction
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dask_abc_meta (key TEXT PRIMARY KEY, value TEXT);
@@ -30,7 +40,8 @@ CREATE TABLE IF NOT EXISTS abc_runs (
     start_time TEXT, end_time TEXT, seed TEXT,
     model_names TEXT, parameter_names TEXT, sum_stat_layout TEXT,
     observed BLOB, observed_flat BLOB,
-    gt_model INTEGER, gt_par TEXT, meta_info TEXT, stop_reason TEXT
+    gt_model INTEGER, gt_par TEXT, meta_info TEXT, stop_reason TEXT,
+    setup BLOB, setup_description TEXT, setup_hash TEXT, run_call TEXT
 );
 CREATE TABLE IF NOT EXISTS populations (
     abc_id INTEGER NOT NULL REFERENCES abc_runs(id), t INTEGER NOT NULL,
@@ -54,11 +65,30 @@ CREATE TABLE IF NOT EXISTS population_arrays (
 );
 """
 
+# what version 2 added to version 1 (abc_runs also got the columns setup .. run_call)
+_ADDED_IN_2 = """
+CREATE TABLE IF NOT EXISTS partial_batches (
+    abc_id INTEGER NOT NULL, t INTEGER NOT NULL, start INTEGER NOT NULL, stop INTEGER,
+    n_evaluated INTEGER, n_accepted INTEGER, epsilon REAL, data BLOB,
+    PRIMARY KEY (abc_id, t, start)
+);
+CREATE TABLE IF NOT EXISTS run_locks (
+    abc_id INTEGER PRIMARY KEY, host TEXT, pid INTEGER, process_started REAL,
+    since TEXT, heartbeat REAL
+);
+"""
+_RUN_COLUMNS_ADDED_IN_2 = ("setup BLOB", "setup_description TEXT", "setup_hash TEXT",
+                          "run_call TEXT")
+
 PRE_TIME = -1  # the calibration sample's generation
 
 
 class DatabaseError(ValueError):
     """The database is closed, not a dask-abc database, or lacks what was asked for."""
+
+
+class RunLockedError(DatabaseError):
+    """Another live master is running this run."""
 
 
 def _to_blob(a: np.ndarray) -> bytes:
@@ -148,29 +178,40 @@ class History:
                 "SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as e:
             raise DatabaseError(f"{self.db!r} is not a SQLite database ({e})") from None
+        conn.close()
         if tables and "dask_abc_meta" not in tables:
-            conn.close()
             kind = "a pyABC database" if "abc_smc" in tables else "not a dask-abc database"
             raise DatabaseError(f"{self.db!r} is {kind} (it has tables {sorted(tables)})")
-        if self.path != ":memory:":
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+        conn = connect(self.path)
         if not tables:
             if not create:
                 conn.close()
                 raise DatabaseError(f"{self.db!r} is an empty database, not a dask-abc database")
-            conn.executescript(_SCHEMA)
+            conn.executescript(_SCHEMA + _ADDED_IN_2)
             conn.execute("INSERT INTO dask_abc_meta VALUES ('schema_version', ?)",
                          (SCHEMA_VERSION,))
         else:
             version = conn.execute(
                 "SELECT value FROM dask_abc_meta WHERE key='schema_version'").fetchone()
-            if not version or version[0] != SCHEMA_VERSION:
+            if version and version[0] == "1":
+                self._migrate_1_to_2(conn)
+            elif not version or version[0] != SCHEMA_VERSION:
                 conn.close()
                 raise DatabaseError(
                     f"{self.db!r} has dask-abc schema version {version and version[0]}, "
                     f"this dask-abc reads {SCHEMA_VERSION}")
         self._conn = conn
+
+    @staticmethod
+    def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+        with transaction(conn):
+            for column in _RUN_COLUMNS_ADDED_IN_2:
+                conn.execute(f"ALTER TABLE abc_runs ADD COLUMN {column}")
+            for statement in _ADDED_IN_2.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("UPDATE dask_abc_meta SET value=? WHERE key='schema_version'",
+                         (SCHEMA_VERSION,))
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -270,19 +311,139 @@ class History:
     def stop_reason(self) -> str | None:
         return self._run("stop_reason")
 
-    def done(self, stop_reason: str) -> None:
-        """Mark the run as ended, and why."""
-        self.conn.execute("UPDATE abc_runs SET end_time=?, stop_reason=? WHERE id=?",
-                          (_now(), stop_reason, self.id))
+    def done(self, stop_reason: str, failed: bool = False) -> None:
+        """Mark the run as ended, and why. A run that ``failed`` keeps its ``run()``
+        arguments, so that a resume finishes that call."""
+        self.conn.execute(
+            "UPDATE abc_runs SET end_time=?, stop_reason=?, run_call=CASE WHEN ? THEN run_call "
+            "END WHERE id=?", (_now(), stop_reason, failed, self.id))
+
+    # -- setup and resume --------------------------------------------------------
+
+    def store_setup(self, pickled: bytes, description: Mapping, digest: str) -> None:
+        """Store the run's setup: its cloudpickle (for ``dask-abc resume``) and its
+        structural description with a hash (to check a resumed setup)."""
+        self.conn.execute(
+            "UPDATE abc_runs SET setup=?, setup_description=?, setup_hash=? WHERE id=?",
+            (pickled, json.dumps(description), digest, self.id))
+
+    @property
+    def setup_description(self) -> dict | None:
+        """The stored description of the setup (None for a run stored without one)."""
+        text = self._run("setup_description")
+        return json.loads(text) if text else None
+
+    @property
+    def setup_hash(self) -> str | None:
+        return self._run("setup_hash")
+
+    def load_setup(self) -> dict:
+        """The stored setup: the keyword arguments of :class:`~dask_abc.ABCSMC`."""
+        data = self._run("setup")
+        if data is None:
+            raise DatabaseError(f"run {self.id} of {self.db!r} has no stored setup")
+        try:
+            return cloudpickle.loads(data)
+        except Exception as e:
+            raise DatabaseError(
+                f"the setup of run {self.id} of {self.db!r} does not unpickle here "
+                f"({type(e).__name__}: {e}); make the modules that define its models and "
+                "functions importable, or resume from your script with ABCSMC.load()") from None
+
+    @property
+    def run_call(self) -> dict | None:
+        """The ``run()`` call in progress (arguments and first generation), or None."""
+        text = self._run("run_call")
+        return json.loads(text) if text else None
+
+    def store_run_call(self, call: Mapping | None) -> None:
+        self.conn.execute("UPDATE abc_runs SET run_call=?, end_time=NULL, stop_reason=NULL "
+                          "WHERE id=?", (json.dumps(call) if call is not None else None, self.id))
+
+    # -- the master's lock -----------------------------------------------------------
+
+    def acquire_lock(self) -> None:
+        """Make this process the run's master.
+
+        Raises :class:`RunLockedError` naming the owner if another master holds the
+        run: a live process on this host, or one on another host whose heartbeat is
+        younger than ``abc.storage.lock-timeout`` seconds. A dead owner's lock is
+        taken over.
+        """
+        host, pid, started = _process_identity()
+        with transaction(self.conn):
+            row = self.conn.execute(
+                "SELECT host, pid, process_started, since, heartbeat FROM run_locks "
+                "WHERE abc_id=?", (self.id,)).fetchone()
+            if row is not None and row[:3] != (host, pid, started) and _alive(*row):
+                age = time.time() - row[4]
+                raise RunLockedError(
+                    f"run {self.id} of {self.db!r} is being run by another master: host "
+                    f"{row[0]}, PID {row[1]}, since {row[3]} (last seen {age:.0f} s ago). "
+                    "Stop that process first; a master that died on another host frees the "
+                    f"run after {float(config.get('storage.lock-timeout')):.0f} s "
+                    "(abc.storage.lock-timeout)")
+            self.conn.execute("INSERT OR REPLACE INTO run_locks VALUES (?, ?, ?, ?, ?, ?)",
+                              (self.id, host, pid, started, _now(), time.time()))
+
+    def refresh_lock(self, conn: sqlite3.Connection | None = None) -> None:
+        """Renew this master's heartbeat (on ``conn``, e.g. the journal's)."""
+        host, pid, _ = _process_identity()
+        (conn or self.conn).execute(
+            "UPDATE run_locks SET heartbeat=? WHERE abc_id=? AND host=? AND pid=?",
+            (time.time(), self.id, host, pid))
+
+    def release_lock(self) -> None:
+        host, pid, _ = _process_identity()
+        self.conn.execute("DELETE FROM run_locks WHERE abc_id=? AND host=? AND pid=?",
+                          (self.id, host, pid))
+
+    def lock_owner(self) -> dict | None:
+        """The master holding the run: host, pid, since, heartbeat age (or None)."""
+        row = self.conn.execute("SELECT host, pid, process_started, since, heartbeat "
+                                "FROM run_locks WHERE abc_id=?", (self.id,)).fetchone()
+        if row is None or not _alive(*row):
+            return None
+        return {"host": row[0], "pid": row[1], "since": row[3],
+                "seconds_since_heartbeat": time.time() - row[4]}
+
+    def journal(self) -> Journal | None:
+        """A :class:`~dask_abc.storage.journal.Journal` of this run's running generation
+        (None for an in-memory database, which cannot outlive its process)."""
+        if self.path == ":memory:":
+            return None
+        return Journal(self.path, self.id, on_write=self.refresh_lock)
 
     # -- writing generations -------------------------------------------------
 
-    def store_calibration(self, samples: int, seconds: float) -> None:
-        """Record the calibration sample (generation -1) and its cost."""
-        self.conn.execute(
-            "INSERT OR REPLACE INTO populations (abc_id, t, epsilon, samples, "
-            "evaluations_performed, population_end_time, seconds) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (self.id, PRE_TIME, float("inf"), samples, samples, _now(), seconds))
+    def store_calibration(self, samples: int, seconds: float, theta: np.ndarray | None = None,
+                          sum_stats: np.ndarray | None = None,
+                          evaluations_performed: int | None = None) -> None:
+        """Record the calibration sample (generation -1), its cost, and its parameters and
+        statistics (from which a resumed run calibrates again without simulating)."""
+        conn = self.conn
+        with transaction(conn):
+            conn.execute(
+                "INSERT OR REPLACE INTO populations (abc_id, t, epsilon, samples, "
+                "evaluations_performed, population_end_time, seconds) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (self.id, PRE_TIME, float("inf"), samples,
+                 samples if evaluations_performed is None else evaluations_performed, _now(),
+                 seconds))
+            if sum_stats is not None:
+                conn.execute("INSERT OR REPLACE INTO population_arrays VALUES (?, ?, ?, ?)",
+                             (self.id, PRE_TIME, _to_blob(theta), _to_blob(sum_stats)))
+            conn.execute("DELETE FROM partial_batches WHERE abc_id=? AND t=?",
+                         (self.id, PRE_TIME))
+            self.refresh_lock()
+
+    def get_calibration_arrays(self) -> dict[str, np.ndarray] | None:
+        """Parameters and statistics of the calibration sample (None if not stored)."""
+        row = self.conn.execute(
+            "SELECT theta, sum_stats FROM population_arrays WHERE abc_id=? AND t=?",
+            (self.id, PRE_TIME)).fetchone()
+        return None if row is None else {"theta": _from_blob(row[0]),
+                                         "sum_stats": _from_blob(row[1])}
 
     def append_population(self, t: int, *, epsilon: float, samples: int,
                           evaluations_performed: int, seconds: float, ess: float,
@@ -291,7 +452,7 @@ class History:
                           model_probabilities: np.ndarray, state: Mapping | None = None) -> None:
         """Write generation ``t`` in one transaction."""
         conn = self.conn
-        with _transaction(conn):
+        with transaction(conn):
             conn.execute(
                 "INSERT INTO populations (abc_id, t, epsilon, samples, evaluations_performed, "
                 "population_end_time, seconds, ess, acceptance_rate, state) "
@@ -308,6 +469,9 @@ class History:
                     weight.tolist(), distance.tolist()))
             conn.execute("INSERT INTO population_arrays VALUES (?, ?, ?, ?)",
                          (self.id, t, _to_blob(theta), _to_blob(sum_stats)))
+            # the streamed ranges of this generation (and the calibration's) are done with
+            conn.execute("DELETE FROM partial_batches WHERE abc_id=? AND t<=?", (self.id, t))
+            self.refresh_lock()
 
     # -- reading -------------------------------------------------------------
 
@@ -426,18 +590,74 @@ class History:
         t = self._t(None if t == "last" else t)
         pop = self.get_population_arrays(t)
         frame = {"t": t, "m": pop["model"], "w": pop["weight"], "distance": pop["distance"]}
-        names = self.parameter_names
-        for name in sorted({n for model_names in names for n in model_names}):
-            col = np.full(len(pop["model"]), np.nan)
-            for j, model_names in enumerate(names):
-                if name in model_names:
-                    rows = pop["model"] == j
-                    col[rows] = pop["theta"][rows, model_names.index(name)]
+        for name, col in _parameter_columns(self.parameter_names, pop["model"],
+                                            pop["theta"]).items():
             frame[f"par_{name}"] = col
         for c, name in enumerate(self.sum_stat_layout.column_names()):
             frame[f"sumstat_{name}"] = pop["sum_stats"][:, c]
         df = pd.DataFrame(frame, index=pd.Index(pop["index"], name="id"))
         return df if m is None else df[df["m"] == m]
+
+    def export(self, out, out_format: str | None = None, generation="all", model="all"
+               ) -> pd.DataFrame:
+        """Write this run's particles (all generations by default) to a csv, parquet,
+        feather, json or html table; see :func:`dask_abc.storage.export.export`."""
+        from .export import export
+
+        return export(self, out, out_format, generation=generation, model=model, id=self.id)
+
+    # -- the running generation ----------------------------------------------------
+
+    def _partial_t(self, t: int | None) -> int:
+        return self.max_t + 1 if t is None else int(t)
+
+    def get_partial_info(self, t: int | None = None) -> dict:
+        """What has been streamed of generation ``t`` (default: the running one, max_t + 1):
+        ``ranges`` (evaluated ``(start, stop)`` index ranges, consecutive ones merged),
+        ``evaluations``, ``accepted``, and ``prefix``/``prefix_accepted`` (the contiguous
+        evaluations from index 0, which is what the population is built from).
+
+        Examples
+        --------
+        >>> History("sqlite://").get_partial_info(0)["evaluations"]
+        0
+        """
+        t = self._partial_t(t)
+        rows = [] if self._id is None else self.conn.execute(
+            "SELECT start, stop, n_accepted FROM partial_batches WHERE abc_id=? AND t=? "
+            "ORDER BY start", (self._id, t)).fetchall()
+        ranges: list[list[int]] = []
+        prefix = prefix_accepted = 0
+        for start, stop, accepted in rows:
+            if ranges and ranges[-1][1] == start:
+                ranges[-1][1] = stop
+            else:
+                ranges.append([start, stop])
+            if start == prefix:
+                prefix, prefix_accepted = stop, prefix_accepted + accepted
+        return {"t": t, "ranges": [tuple(r) for r in ranges],
+                "evaluations": sum(stop - start for start, stop, _ in rows),
+                "accepted": sum(a for _, _, a in rows), "prefix": prefix,
+                "prefix_accepted": prefix_accepted}
+
+    def get_partial_population(self, t: int | None = None) -> pd.DataFrame:
+        """The accepted particles streamed so far of generation ``t`` (default: the running
+        one), for monitoring: index ``id``; columns m, w (unnormalised weight), distance
+        and ``par_<name>``. The population itself is the first n of them by index."""
+        t = self._partial_t(t)
+        batches = merge_consecutive(read_batches(self.conn, self.id, t))
+        names = self.parameter_names
+        index = np.concatenate([b.index for b in batches]) if batches else np.zeros(0, int)
+        model = np.concatenate([b.model for b in batches]) if batches else np.zeros(0, int)
+        theta = (np.concatenate([b.theta for b in batches]) if batches
+                 else np.zeros((0, max(len(n) for n in names))))
+        frame = {"m": model,
+                 "w": np.concatenate([b.weight for b in batches]) if batches else np.zeros(0),
+                 "distance": (np.concatenate([b.distance for b in batches]) if batches
+                              else np.zeros(0))}
+        for name, col in _parameter_columns(names, model, theta).items():
+            frame[f"par_{name}"] = col
+        return pd.DataFrame(frame, index=pd.Index(index, name="id"))
 
     def get_nr_particles_per_population(self) -> pd.Series:
         df = pd.read_sql_query("SELECT t, COUNT(*) AS n FROM particles WHERE abc_id=? GROUP BY t",
@@ -445,17 +665,38 @@ class History:
         return df.set_index("t")["n"]
 
 
-class _transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on error."""
+def _parameter_columns(names: list[list[str]], model: np.ndarray, theta: np.ndarray
+                       ) -> dict[str, np.ndarray]:
+    """One column per parameter name over all models (NaN where a model lacks it)."""
+    columns = {}
+    for name in sorted({n for model_names in names for n in model_names}):
+        col = np.full(len(model), np.nan)
+        for j, model_names in enumerate(names):
+            if name in model_names:
+                rows = model == j
+                col[rows] = theta[rows, model_names.index(name)]
+        columns[name] = col
+    return columns
 
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
 
-    def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
+def _process_identity() -> tuple[str, int, float]:
+    """This process as (host, PID, start time): a PID reused later is another process."""
+    import psutil
 
-    def __exit__(self, exc_type, exc, tb):
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+    return socket.gethostname(), os.getpid(), psutil.Process().create_time()
+
+
+def _alive(host: str, pid: int, started: float, since: str, heartbeat: float) -> bool:
+    """Whether the lock owner may still run: its process exists (this host), or its
+    heartbeat is recent (another host)."""
+    import psutil
+
+    if host == socket.gethostname():
+        try:
+            return psutil.Process(pid).create_time() == started
+        except psutil.Error:
+            return False
+    return time.time() - heartbeat < float(config.get("storage.lock-timeout"))
 
 
 def _now() -> str:

@@ -1,0 +1,189 @@
+"""Stream the running generation's results to the database as they return.
+
+A :class:`Journal` keeps every evaluated index range of the running
+generation in the table ``partial_batches``, keyed by its start index, so
+that a master killed mid-generation resumes without evaluating those ranges
+again. Writes happen on a background thread, in one transaction per flush,
+gathering what returns within ``abc.storage.checkpoint-interval`` seconds; consecutive ranges are
+merged into one row. The thread lives only while a generation returns
+results, so samplers that fork worker processes never fork a threaded master.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import queue
+import sqlite3
+import threading
+import time
+
+from .. import config
+from ..generation import BatchResult
+from .sqlite import connect, transaction
+
+logger = logging.getLogger("dask_abc")
+
+_STOP = object()
+
+
+def encode(batch: BatchResult) -> bytes:
+    return pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode(data: bytes) -> BatchResult:
+    return pickle.loads(data)
+
+
+def read_batches(conn: sqlite3.Connection, abc_id: int, t: int,
+                 epsilon: float | None = None) -> list[BatchResult]:
+    """The stored ranges of generation ``t`` in index order (only those evaluated with
+    threshold ``epsilon``, if given)."""
+    rows = conn.execute(
+        "SELECT epsilon, data FROM partial_batches WHERE abc_id=? AND t=? ORDER BY start",
+        (abc_id, t)).fetchall()
+    return [decode(data) for eps, data in rows if epsilon is None or eps == epsilon]
+
+
+def merge_consecutive(batches: list[BatchResult]) -> list[BatchResult]:
+    """Batches sorted by start, runs of consecutive ones merged into one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> def empty(start, n):
+    ...     z = np.zeros(0)
+    ...     return BatchResult(start, n, z.astype(int), z.astype(int), z.reshape(0, 1), z, z,
+    ...                        z.reshape(0, 1))
+    >>> [(b.start, b.stop) for b in merge_consecutive([empty(5, 5), empty(0, 5), empty(20, 1)])]
+    [(0, 10), (20, 21)]
+    """
+    runs: list[list[BatchResult]] = []
+    for b in sorted(batches, key=lambda b: b.start):
+        if runs and runs[-1][-1].stop == b.start:
+            runs[-1].append(b)
+        else:
+            runs.append([b])
+    return [BatchResult.concat(run) for run in runs]
+
+
+class Journal:
+    """The checkpoint of the running generation of one run.
+
+    Parameters
+    ----------
+    path : str
+        The SQLite file (a journal of an in-memory database is useless: use
+        :meth:`History.journal`, which returns None then).
+    abc_id : int
+        The run.
+    on_write : callable, optional
+        Called on the writer thread with its connection inside every write
+        transaction (the run lock's heartbeat).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from dask_abc.storage import History
+    >>> path = os.path.join(tempfile.mkdtemp(), "j.db")
+    >>> with History(path) as h:
+    ...     journal = Journal(path, abc_id=1)
+    ...     journal.begin(0, epsilon=1.0)
+    ...     journal.close()
+    []
+    """
+
+    def __init__(self, path: str, abc_id: int, on_write=None):
+        self.path = path
+        self.abc_id = abc_id
+        self.on_write = on_write
+        self.t: int | None = None
+        self.epsilon: float | None = None
+        self.restored: list[BatchResult] = []  # what begin() read back
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self.rows_written = 0
+        self.seconds_writing = 0.0
+
+    def begin(self, t: int, epsilon: float) -> list[BatchResult]:
+        """Start journaling generation ``t`` (threshold ``epsilon``); returns the ranges
+        stored by an earlier attempt at it.
+
+        Ranges stored with another threshold are from a different setup (a
+        resume that was allowed to change it) and are dropped.
+        """
+        self.end()
+        self.t, self.epsilon = t, float(epsilon)
+        self.restored = []
+        if self._conn is None:
+            self._conn = connect(self.path)
+        stale = self._conn.execute(
+            "DELETE FROM partial_batches WHERE abc_id=? AND t=? AND epsilon!=?",
+            (self.abc_id, t, self.epsilon)).rowcount
+        if stale:
+            logger.warning("generation %d: dropped %d checkpointed ranges evaluated with "
+                           "another epsilon", t, stale)
+        self.restored = read_batches(self._conn, self.abc_id, t)
+        return self.restored
+
+    def record(self, batch: BatchResult) -> None:
+        """Queue a returned batch of the current generation for writing."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._writer, name="dask-abc-journal",
+                                            args=(self.t,), daemon=True)
+            self._thread.start()
+        self._queue.put(batch)
+
+    def end(self, flush: bool = False) -> None:
+        """Stop journaling the current generation: write what is queued (``flush``, e.g.
+        when the run fails) or drop it (the generation is being committed)."""
+        if self._thread is not None:
+            if not flush:
+                self.t = None  # the writer drops what it has not written yet
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+        self.t = None
+
+    def close(self, flush: bool = False) -> None:
+        self.end(flush)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- the writer thread -----------------------------------------------------
+
+    def _writer(self, t: int) -> None:
+        interval = float(config.get("storage.checkpoint-interval"))
+        stopping = False
+        while not stopping:
+            pending = [self._queue.get()]
+            deadline = time.monotonic() + interval
+            while pending[-1] is not _STOP:  # gather what arrives within the interval
+                try:
+                    item = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
+                except queue.Empty:
+                    break
+                pending.append(item)
+            stopping = pending[-1] is _STOP
+            batches = [b for b in pending if b is not _STOP]
+            if batches and self.t == t:
+                try:
+                    self._write(t, merge_consecutive(batches))
+                except Exception:  # never take the run down: the results are in memory
+                    logger.exception("generation %d: writing a checkpoint failed", t)
+
+    def _write(self, t: int, batches: list[BatchResult]) -> None:
+        started = time.perf_counter()
+        rows = [(self.abc_id, t, b.start, b.stop, b.n_evaluated, b.n_accepted, self.epsilon,
+                 encode(b)) for b in batches]
+        conn = self._conn
+        with transaction(conn):
+            conn.executemany("INSERT OR REPLACE INTO partial_batches (abc_id, t, start, stop, "
+                             "n_evaluated, n_accepted, epsilon, data) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            if self.on_write is not None:
+                self.on_write(conn)
+        self.rows_written += len(rows)
+        self.seconds_writing += time.perf_counter() - started
