@@ -12,7 +12,7 @@ import pytest
 import dask_abc as abc
 from dask_abc.cli import main
 from dask_abc.sampler import SingleCoreSampler
-from dask_abc.storage import DatabaseError
+from dask_abc.storage import DatabaseError, History
 from dask_abc.storage.export import add_parser, export
 
 OBSERVED = {"y": 1.0, "z": np.array([0.5, -0.5])}
