@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -480,6 +481,19 @@ def test_a_second_master_gets_a_busy_error(backend, tmp_path):
             smc.run(max_nr_populations=1)
     finally:
         first.stop()
+
+
+def test_the_claim_of_a_master_that_died_here_is_taken_over(backend, tmp_path):
+    """A resumed run need not wait for the killed master's claim to expire."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = f"master {socket.gethostname()} PID {int(gone.stdout)} (killed)"
+    backend["sampler"]().broker.acquire(dead, ttl=60)
+    sampler = backend["sampler"](wait_for_workers=0.3)
+    smc = smc_for(sampler, tmp_path / "t.db")
+    with pytest.raises(SamplerError, match="no worker has connected"):  # past the claim
+        smc.run(max_nr_populations=1)
+    assert sampler.broker.status()["owner"] in (None, sampler.owner)
 
 
 def test_redis_password_is_required(redis_server, tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import socket
 import time
 import uuid
@@ -20,7 +21,7 @@ import uuid
 import cloudpickle
 
 from .. import config
-from ..broker import ActorBroker, Broker, RedisBroker
+from ..broker import ActorBroker, Broker, BrokerBusy, RedisBroker
 from ..broker.worker import WorkerFailure
 from ..generation import GenerationSpec
 from ..sample import SampleCollector
@@ -77,7 +78,7 @@ class BrokerSampler(Sampler):
     def _run(self, spec: GenerationSpec, collector: SampleCollector, acceptance_rate_hint):
         broker = self.broker
         ttl = float(config.get("broker.master-ttl"))
-        broker.acquire(self.owner, ttl)
+        self._acquire(broker, ttl)
         token = uuid.uuid4().hex
         broker.start_generation(token, spec.t, collector.n, cloudpickle.dumps(spec))
         outstanding: dict[int, int] = {}  # start -> count, queued or leased
@@ -131,6 +132,19 @@ class BrokerSampler(Sampler):
         finally:
             broker.finish_generation(token)
 
+    def _acquire(self, broker: Broker, ttl: float) -> None:
+        """Claim the coordinator; a claim left by a master that died on this host (a
+        killed run being resumed) is taken over at once instead of after its TTL."""
+        try:
+            broker.acquire(self.owner, ttl)
+        except BrokerBusy:
+            holder = broker.status()["owner"]
+            if not _dead_master_on_this_host(holder):
+                raise
+            logger.warning("taking over the coordinator from %s, which has died", holder)
+            broker.release(holder)
+            broker.acquire(self.owner, ttl)
+
     def _no_workers(self, spec, collector, waited: float) -> SamplerError:
         return SamplerError(
             f"{type(self).__name__}: no worker has connected for {waited:.0f} s in generation "
@@ -141,6 +155,16 @@ class BrokerSampler(Sampler):
         """Give up the coordinator (workers stay, idle, for the next run)."""
         if self._broker is not None:
             self._broker.release(self.owner)
+
+
+def _dead_master_on_this_host(owner: str | None) -> bool:
+    """Whether ``owner`` (a :class:`BrokerSampler` owner string) names a process of this
+    host that no longer exists."""
+    import psutil
+
+    match = re.match(r"master (\S+) PID (\d+) ", owner or "")
+    return bool(match and match[1] == socket.gethostname()
+                and not psutil.pid_exists(int(match[2])))
 
 
 class ActorEvalParallelSampler(BrokerSampler):
