@@ -22,6 +22,7 @@ from distributed import Client, LocalCluster
 from helpers import assert_histories_equal
 
 import dask_abc as abc
+import dask_abc.config
 from dask_abc.generation import BatchResult
 from dask_abc.inference import SetupChangedError
 from dask_abc.sample import SampleCollector
@@ -389,3 +390,56 @@ def test_a_changed_setup_is_refused_with_the_difference_named(tmp_path, monkeypa
     history.close()
     with pytest.raises(SetupChangedError, match="code changed"):
         resume_models.make_abcsmc(SingleCoreSampler()).load(db, 1)
+
+
+class FlakyModel:
+    """The model of resume_models that raises at its ``fail_at``-th call."""
+
+    def __init__(self, fail_at: int):
+        self._calls, self._fail_at = 0, fail_at
+
+    def __call__(self, p):
+        self._calls += 1
+        if self._calls == self._fail_at:
+            raise KeyboardInterrupt
+        return resume_models.model(p)
+
+
+def flaky_abcsmc(fail_at: int) -> abc.ABCSMC:
+    smc = resume_models.make_abcsmc(SingleCoreSampler())
+    smc.models[0].sample_function = FlakyModel(fail_at)
+    return smc
+
+
+def test_an_interrupted_run_keeps_what_it_computed(reference, tmp_path, monkeypatch, caplog):
+    """Ctrl-C (or a model error) mid-generation: the returned ranges are flushed to the
+    database, shown by the partial reads, and not evaluated again by the resume."""
+    monkeypatch.setenv("RESUME_SIMLOG", str(tmp_path / "sims.log"))
+    db = f"sqlite:///{tmp_path / 'run.db'}"
+    ref_db, _, ref_sims = reference
+    fail_at = sum(ref_sims.values()) // 2
+    smc = flaky_abcsmc(fail_at)
+    history = smc.new(db, resume_models.OBSERVED)
+    with pytest.raises(KeyboardInterrupt):
+        smc.run(**resume_models.RUN)
+    assert history.stop_reason.startswith("failed: KeyboardInterrupt")
+    info = history.get_partial_info()
+    assert info["t"] == history.max_t + 1 and info["evaluations"] > 0
+    partial = history.get_partial_population()
+    assert len(partial) == info["accepted"] and set(partial.columns) >= {"m", "w", "par_a"}
+    history.close()
+
+    smc = flaky_abcsmc(0)
+    with caplog.at_level("INFO", logger="dask_abc"):
+        smc.load(db, 1)
+        history = smc.run(**resume_models.RUN)
+    assert f"resuming with {info['evaluations']} evaluations" in caplog.text
+    assert "continuing the interrupted run() call" in caplog.text
+    with History(f"sqlite:///{ref_db}", create=False) as ref:
+        assert_histories_equal(history, ref)
+    sims = simulations(tmp_path / "sims.log")
+    assert sims.keys() == ref_sims.keys()
+    repeated = sum(sims.values()) - len(sims)  # the chunk interrupted mid-way
+    assert 0 < repeated <= int(dask_abc.config.get("single-core.chunk"))
+    assert history.get_partial_info()["evaluations"] == 0  # committed: nothing partial
+    history.close()
