@@ -19,13 +19,13 @@ from .distance import (
 )
 from .epsilon import ConstantEpsilon, Epsilon, ListEpsilon, MedianEpsilon, QuantileEpsilon
 from .generation import GenerationSpec
-from .inference import ABCSMC
+from .inference import ABCSMC, SetupChangedError
 from .model import FunctionModel, Model, ModelError, VectorizedModel, vectorized
 from .model import FunctionModel as SimpleModel
 from .parameters import Parameter
 from .populationstrategy import ConstantPopulationSize
 from .random_variables import RV, BoundedRV, Distribution, LowerBoundDecorator, RVBase
-from .storage import DatabaseError, History
+from .storage import DatabaseError, History, RunLockedError
 from .sumstat import SumStatError, identity
 from .transition import (
     LocalTransition,
@@ -69,6 +69,8 @@ __all__ = [
     "QuantileEpsilon",
     "RV",
     "RVBase",
+    "RunLockedError",
+    "SetupChangedError",
     "SimpleModel",
     "SumStatError",
     "Transition",

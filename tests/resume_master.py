@@ -5,7 +5,7 @@ Usage: python resume_master.py DB SIMLOG SAMPLER [--scheduler ADDR] [--kill MODE
 
 - SIMLOG: every simulation appends its parameter (repr) as one line, from whichever
   process runs it, so the test counts the simulations executed by all attempts.
-- SAMPLER: single, multicore or dask (then --scheduler).
+- SAMPLER: single, multicore, concurrent or dask (then --scheduler).
 - MODE: "time" kills DELAY s after run() starts; "write" kills inside the first
   database write transaction (before its COMMIT) after DELAY s; "calibration" kills
   DELAY s after the calibration sample started. Just before the kill, the index
@@ -109,7 +109,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("db")
     parser.add_argument("simlog")
-    parser.add_argument("sampler", choices=["single", "multicore", "dask"])
+    parser.add_argument("sampler", choices=["single", "multicore", "concurrent", "dask"])
     parser.add_argument("--scheduler")
     parser.add_argument("--kill", nargs=3, metavar=("MODE", "DELAY", "DUMP"))
     args = parser.parse_args()
@@ -120,6 +120,8 @@ def main() -> int:
         sampler = abc.sampler.SingleCoreSampler()
     elif args.sampler == "multicore":
         sampler = abc.sampler.MulticoreEvalParallelSampler(n_procs=2)
+    elif args.sampler == "concurrent":  # a process pool of its own
+        sampler = abc.sampler.ConcurrentFutureSampler(batch_size=20)
     else:
         from distributed import Client
 

@@ -16,6 +16,7 @@ import types
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import resume_models
 from distributed import Client, LocalCluster
@@ -51,6 +52,20 @@ def run_seconds(proc) -> float:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RUN-SECONDS")][-1]
     return float(line.split()[1])
+
+
+def no_process_left(db, wait: float = 5.0) -> bool:
+    """Whether every process of a killed master (its forked workers too) is gone."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        left = []
+        for p in psutil.process_iter(["cmdline"]):
+            if str(db) in (p.info["cmdline"] or []) and p.status() != psutil.STATUS_ZOMBIE:
+                left.append(p)
+        if not left:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def integrity_check(db) -> str:
@@ -146,6 +161,7 @@ def test_killed_master_resumes_to_the_uninterrupted_history(sampler, reference, 
         if proc.returncode == 0:
             break  # the run finished before this kill
         assert proc.returncode == -9, proc.stdout + proc.stderr
+        assert no_process_left(db)
         kills += 1
         assert integrity_check(db) == "ok"
         keys, n_ranges, n_evals = in_flight(dump, db)
@@ -184,6 +200,19 @@ def test_killed_master_resumes_to_the_uninterrupted_history(sampler, reference, 
 
 def k_seed(sampler: str) -> int:
     return {"single": 1, "multicore": 2, "dask": 3}[sampler]
+
+
+@pytest.mark.parametrize("sampler", ["multicore", "concurrent"])
+def test_worker_processes_end_with_a_killed_master(sampler, reference, tmp_path):
+    db, simlog = tmp_path / "run.db", tmp_path / "sims.log"
+    proc = run_master(db, simlog, sampler, kill=("time", 1.0, tmp_path / "dump.json"))
+    assert proc.returncode == -9
+    assert no_process_left(db)
+    proc = run_master(db, simlog, sampler)  # and the run resumes
+    run_seconds(proc)
+    with History(f"sqlite:///{db}", create=False) as resumed, \
+            History(f"sqlite:///{reference[0]}", create=False) as ref:
+        assert_histories_equal(resumed, ref)
 
 
 def test_dask_abc_resume_finishes_a_killed_run(reference, cluster, tmp_path):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
+import signal
+import threading
+import time
 
 import numpy as np
 
@@ -11,6 +15,8 @@ from .. import config
 from ..generation import GenerationSpec
 from ..sample import Sample, SampleCollector
 from ..storage.journal import Journal
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def nr_cores_available() -> int:
@@ -24,6 +30,23 @@ def nr_cores_available() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def exit_with_master(master: int) -> None:
+    """End this worker process when the master (PID ``master``) dies, even by SIGKILL,
+    which leaves the master no chance to stop its workers: by the kernel on Linux,
+    else by a watchdog thread."""
+    try:
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        def watch():
+            while os.getppid() == master:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != master:  # it died before the kernel was told
+        os._exit(1)
 
 
 def acceptance_rate_estimate(collector: SampleCollector, hint: float | None) -> float:

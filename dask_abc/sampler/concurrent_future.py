@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing as mp
+import os
 
 from ..generation import GenerationSpec
 from ..sample import SampleCollector
 from . import payload
-from .base import Sampler, SamplerError, nr_cores_available
+from .base import Sampler, SamplerError, exit_with_master, nr_cores_available
 
 
 class ConcurrentFutureSampler(Sampler):
@@ -49,7 +50,8 @@ class ConcurrentFutureSampler(Sampler):
     def _executor(self) -> cf.Executor:
         if self.executor is None:
             self.executor = cf.ProcessPoolExecutor(
-                nr_cores_available(), mp_context=mp.get_context("fork"))
+                nr_cores_available(), mp_context=mp.get_context("fork"),
+                initializer=exit_with_master, initargs=(os.getpid(),))
             self._owns_executor = True
         return self.executor
 

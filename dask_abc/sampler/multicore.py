@@ -2,44 +2,28 @@
 
 from __future__ import annotations
 
-import ctypes
 import math
 import multiprocessing as mp
 import os
 import pickle
 import queue
-import signal
-import threading
-import time
 import traceback
 
 from .. import config
 from ..generation import GenerationSpec
 from ..sample import SampleCollector
-from .base import Sampler, SamplerError, evaluations_still_needed, nr_cores_available
-
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _exit_with_master(master: int) -> None:
-    """End this forked worker when the master dies, even by SIGKILL, which leaves no
-    chance to stop workers: by the kernel on Linux, else by a watchdog thread."""
-    try:
-        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        def watch():
-            while os.getppid() == master:
-                time.sleep(1.0)
-            os._exit(1)
-
-        threading.Thread(target=watch, daemon=True).start()
-    if os.getppid() != master:  # it died before the kernel was told
-        os._exit(1)
+from .base import (
+    Sampler,
+    SamplerError,
+    evaluations_still_needed,
+    exit_with_master,
+    nr_cores_available,
+)
 
 
 def _worker(master, spec, tasks, results):
     """Evaluate ``(start, count)`` ranges from ``tasks`` until a ``None`` arrives."""
-    _exit_with_master(master)
+    exit_with_master(master)
     try:
         while (task := tasks.get()) is not None:
             results.put(("batch", spec.evaluate(*task)))

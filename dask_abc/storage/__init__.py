@@ -1,5 +1,6 @@
-"""Storage of runs: the :class:`History` on SQLite."""
+"""Storage of runs: the :class:`History` on SQLite, its checkpoint journal, and export."""
 
-from .history import DatabaseError, History
+from .export import export
+from .history import DatabaseError, History, RunLockedError
 
-__all__ = ["DatabaseError", "History"]
+__all__ = ["DatabaseError", "History", "RunLockedError", "export"]
