@@ -452,7 +452,7 @@ class ABCSMC:
                                                max_walltime, started)
                 t += 1
         except BaseException as e:
-            self._close_journal(flush=True)  # results that returned are kept for a resume
+            self._close_journal()  # results that returned are kept for a resume
             history.done(f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
                          failed=True)
             raise
@@ -464,9 +464,9 @@ class ABCSMC:
         logger.info("stopped: %s", reason)
         return history
 
-    def _close_journal(self, flush: bool = False) -> None:
+    def _close_journal(self) -> None:
         if self._journal is not None:
-            self._journal.close(flush)
+            self._journal.close()
             self._journal = None
 
     @staticmethod

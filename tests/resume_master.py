@@ -7,7 +7,9 @@ Usage: python resume_master.py DB SIMLOG SAMPLER [--scheduler ADDR] [--kill MODE
   process runs it, so the test counts the simulations executed by all attempts.
 - SAMPLER: single, multicore, concurrent or dask (then --scheduler).
 - MODE: "time" kills DELAY s after run() starts; "write" kills inside the first
-  database write transaction (before its COMMIT) after DELAY s; "calibration" kills
+  database write transaction (before its COMMIT) after DELAY s, "commit" inside the
+  first one of the main thread (a generation or the calibration being stored, not a
+  checkpoint of the journal's thread); "calibration" kills
   DELAY s after the calibration sample started. Just before the kill, the index
   ranges the master handed out in the running generation, and the parameters they
   propose, are written to DUMP, so the test knows what was in flight.
@@ -37,7 +39,7 @@ cloudpickle.register_pickle_by_value(resume_models)  # Dask workers need not imp
 
 state = {"spec": None, "claimed": [], "claims": threading.Lock(),
          "calibrating": threading.Event(),
-         "writing": threading.Event(), "armed": False}
+         "writing": threading.Event(), "armed": None}
 
 
 def instrument() -> None:
@@ -70,7 +72,8 @@ def instrument() -> None:
     def slow_transaction(conn):
         with transaction(conn):
             yield conn
-            if state["armed"]:
+            main = threading.current_thread() is threading.main_thread()
+            if state["armed"] == "write" or (state["armed"] == "commit" and main):
                 state["writing"].set()
                 time.sleep(5)  # killed here, inside the transaction
 
@@ -99,8 +102,8 @@ def killer(mode: str, delay: float, dump: str, started: threading.Event) -> None
     else:
         started.wait()
         time.sleep(delay)
-        if mode == "write":
-            state["armed"] = True
+        if mode in ("write", "commit"):
+            state["armed"] = mode
             state["writing"].wait()
     dump_and_kill(dump)
 

@@ -118,13 +118,13 @@ def in_flight(dump, db) -> tuple[set, int, int]:
 
 
 def kill_plan(seconds: float, seed: int) -> list[tuple[str, float]]:
-    """20 kills: during calibration, then at random instants spread over the run, every
-    fourth inside a database write."""
+    """20 kills: during calibration, then at random instants spread over the run; of
+    those, 4 inside a checkpoint or other write and 4 inside a generation's commit."""
     rng = np.random.default_rng(seed)
     plan = [("calibration", float(rng.uniform(0, 0.1)))]
     for k in range(1, KILLS):
         delay = float(rng.uniform(0.3, 1.7)) * 0.7 * seconds / (KILLS - 1)
-        plan.append(("write" if k % 4 == 3 else "time", delay))
+        plan.append(({2: "commit", 4: "write"}.get(k % 5, "time"), delay))
     return plan
 
 
@@ -338,15 +338,15 @@ def test_journal_streams_merges_and_restores(tmp_path):
         assert journal.begin(0, epsilon=0.5) == []
         for b in [batch(0, 5, [1]), batch(5, 5, [7]), batch(20, 5, [22])]:
             journal.record(b)
-        journal.end(flush=True)
+        journal.end()
         info = h.get_partial_info(0)
         assert info["ranges"] == [(0, 10), (20, 25)]
         assert (info["evaluations"], info["accepted"], info["prefix"]) == (15, 3, 10)
         assert h.get_partial_population(0).index.tolist() == [1, 7, 22]
         assert [(b.start, b.stop) for b in journal.begin(0, epsilon=0.5)] == [(0, 10), (20, 25)]
         journal.record(batch(10, 10))
-        journal.end()  # not flushed: the generation is being committed
-        assert h.get_partial_info(0)["evaluations"] == 15
+        journal.end()  # what is queued is written
+        assert h.get_partial_info(0)["ranges"] == [(0, 25)]
         assert journal.begin(0, epsilon=0.25) == []  # evaluated with another epsilon
         journal.close()
         assert h.journal() is not None

@@ -3,10 +3,11 @@
 A :class:`Journal` keeps every evaluated index range of the running
 generation in the table ``partial_batches``, keyed by its start index, so
 that a master killed mid-generation resumes without evaluating those ranges
-again. Writes happen on a background thread, in one transaction per flush,
-gathering what returns within ``abc.storage.checkpoint-interval`` seconds; consecutive ranges are
-merged into one row. The thread lives only while a generation returns
-results, so samplers that fork worker processes never fork a threaded master.
+again. Writes happen on a background thread, one transaction for what returns
+within ``abc.storage.checkpoint-interval`` seconds, consecutive ranges merged
+into one row, so the master is not slowed. The thread lives only while a
+generation returns results, so samplers that fork worker processes never fork
+a threaded master.
 """
 
 from __future__ import annotations
@@ -103,8 +104,6 @@ class Journal:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
-        self.rows_written = 0
-        self.seconds_writing = 0.0
 
     def begin(self, t: int, epsilon: float) -> list[BatchResult]:
         """Start journaling generation ``t`` (threshold ``epsilon``); returns the ranges
@@ -135,19 +134,17 @@ class Journal:
             self._thread.start()
         self._queue.put(batch)
 
-    def end(self, flush: bool = False) -> None:
-        """Stop journaling the current generation: write what is queued (``flush``, e.g.
-        when the run fails) or drop it (the generation is being committed)."""
+    def end(self) -> None:
+        """Stop journaling the current generation, after writing what is queued (the
+        generation may fail to commit, or the run end with an error)."""
         if self._thread is not None:
-            if not flush:
-                self.t = None  # the writer drops what it has not written yet
             self._queue.put(_STOP)
             self._thread.join()
             self._thread = None
         self.t = None
 
-    def close(self, flush: bool = False) -> None:
-        self.end(flush)
+    def close(self) -> None:
+        self.end()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -168,14 +165,13 @@ class Journal:
                 pending.append(item)
             stopping = pending[-1] is _STOP
             batches = [b for b in pending if b is not _STOP]
-            if batches and self.t == t:
+            if batches:
                 try:
                     self._write(t, merge_consecutive(batches))
                 except Exception:  # never take the run down: the results are in memory
                     logger.exception("generation %d: writing a checkpoint failed", t)
 
     def _write(self, t: int, batches: list[BatchResult]) -> None:
-        started = time.perf_counter()
         rows = [(self.abc_id, t, b.start, b.stop, b.n_evaluated, b.n_accepted, self.epsilon,
                  encode(b)) for b in batches]
         conn = self._conn
@@ -185,5 +181,3 @@ class Journal:
                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             if self.on_write is not None:
                 self.on_write(conn)
-        self.rows_written += len(rows)
-        self.seconds_writing += time.perf_counter() - started
