@@ -408,12 +408,21 @@ class ABCSMC:
         """Run generations until a stopping rule holds; returns the History.
 
         Rules, checked in this order after every generation: the generation
-        limit (counted from this call), epsilon <= ``minimum_epsilon``, epsilon
+        limit (counted from this call; a call that resumes a killed or failed
+        call with the same arguments counts from where that one started, so a
+        re-run script ends where an uninterrupted one would), epsilon <=
+        ``minimum_epsilon``, epsilon
         change < ``min_eps_diff``, a single model alive (if asked), acceptance
         rate < ``min_acceptance_rate`` (a generation that would need more than
         ``population_size / min_acceptance_rate`` evaluations is stopped early
         and not stored), total simulations >= ``max_total_nr_simulations``,
-        wall time > ``max_walltime``. The log says which rule stopped the run.
+        wall time > ``max_walltime`` (of this call). The log says which rule stopped
+        the run.
+
+        Only one process runs a run at a time (:class:`~dask_abc.RunLockedError`
+        names the other). Results are streamed to the database as they return
+        (``abc.storage.stream-checkpoints``), so a run killed at any instant
+        loses only what was in flight; see :meth:`load`.
         """
         if self.history is None:
             raise RuntimeError("call new() or load() before run()")
