@@ -117,15 +117,27 @@ def in_flight(dump, db) -> tuple[set, int, int]:
     return keys, n_ranges, n_evals
 
 
-def kill_plan(seconds: float, seed: int) -> list[tuple[str, float]]:
-    """20 kills: during calibration, then at random instants spread over the run; of
-    those, 4 inside a checkpoint or other write and 4 inside a generation's commit."""
-    rng = np.random.default_rng(seed)
-    plan = [("calibration", float(rng.uniform(0, 0.1)))]
-    for k in range(1, KILLS):
-        delay = float(rng.uniform(0.3, 1.7)) * 0.7 * seconds / (KILLS - 1)
-        plan.append(({2: "commit", 4: "write"}.get(k % 5, "time"), delay))
-    return plan
+class KillPlan:
+    """20 kills of one run: the first during calibration, 3 inside a generation's commit,
+    4 inside a checkpoint (or other) write, the rest at random instants. Each delay is
+    a random share of the time the run still needs, so the kills spread over the whole
+    run and the run is not finished before the last."""
+
+    MODES = {2: "commit", 6: "commit", 10: "commit", 4: "write", 8: "write", 12: "write",
+             16: "write"}
+
+    def __init__(self, seconds: float, samples_per_generation: float, seed: int):
+        self.seconds, self.per_generation = seconds, samples_per_generation
+        self.rng = np.random.default_rng(seed)
+
+    def next(self, k: int, db) -> tuple[str, float]:
+        if k == 0:
+            return "calibration", float(self.rng.uniform(0, 0.1))
+        max_t, _, ranges = committed_state(db)
+        partial = sum(b - a for a, b in ranges) / self.per_generation
+        remaining = max(1 - (max_t + 1 + min(partial, 1)) / resume_models.GENERATIONS, 0.02)
+        share = self.seconds * remaining / (KILLS - k + 1)
+        return self.MODES.get(k, "time"), float(self.rng.uniform(0.5, 1.5)) * share
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +167,11 @@ def test_killed_master_resumes_to_the_uninterrupted_history(sampler, reference, 
     db, simlog = tmp_path / "run.db", tmp_path / "sims.log"
     lost_keys, lost_ranges, lost_evals = [], 0, 0
     kills = 0
-    for k, (mode, delay) in enumerate(kill_plan(seconds, seed=k_seed(sampler))):
+    with History(f"sqlite:///{tmp_path / 'plain.db'}", create=False) as plain:
+        per_generation = plain.get_generation_info()["samples"].mean()
+    plan = KillPlan(seconds, per_generation, seed=k_seed(sampler))
+    for k in range(KILLS):
+        mode, delay = plan.next(k, db)
         dump = tmp_path / f"dump{k}.json"
         proc = run_master(db, simlog, sampler, scheduler, kill=(mode, delay, dump))
         if proc.returncode == 0:
