@@ -36,6 +36,9 @@ class Epsilon:
     def update(self, t: int, distances: np.ndarray, weights: np.ndarray) -> None:
         """Set ``eps(t)`` from the previous population's distances and weights."""
 
+    def restore(self, t: int, value: float) -> None:
+        """Take ``eps(t)`` of a stored generation (a loaded run)."""
+
     def __call__(self, t: int) -> float:
         raise NotImplementedError
 
@@ -126,6 +129,9 @@ class QuantileEpsilon(Epsilon):
 
     def update(self, t: int, distances: np.ndarray, weights: np.ndarray) -> None:
         self.values[t] = self._quantile(distances, weights)
+
+    def restore(self, t: int, value: float) -> None:
+        self.values[t] = float(value)
 
     def __call__(self, t: int) -> float:
         return self.values[t]

@@ -346,6 +346,7 @@ class ABCSMC:
         state = history.get_state(t)
         for s in info.index[info.index >= 0]:
             self.eps_values[int(s)] = float(info.loc[s, "epsilon"])
+            self.eps.restore(int(s), self.eps_values[int(s)])
             self.distance_function.set_state(int(s), history.get_state(int(s)).get("distance"))
         self.distance_function.set_state(t + 1, state.get("next_distance"))
         self._prepare_epsilon(t + 1, self._population)

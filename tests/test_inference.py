@@ -276,6 +276,9 @@ def test_load_continues_identically(tmp_path):
     second.seed = None  # the stored seed is used
     history = second.load(db, 1)
     assert history.max_t == 1
+    # epsilon is not lost on load: the stored ones, and the next one as the straight run's
+    info = reference.get_all_populations().set_index("t")["epsilon"]
+    assert [second.eps(t) for t in range(3)] == [info[t] for t in range(3)]
     history = second.run(max_nr_populations=2)  # counted from the resume point
     assert history.n_populations == 4
     assert_histories_equal(history, reference)
