@@ -23,6 +23,7 @@ from .distance import Distance, to_distance
 from .epsilon import ConstantEpsilon, Epsilon, MedianEpsilon
 from .generation import GenerationSpec
 from .model import Model, to_model
+from .progress import GenerationProgress
 from .random_variables import RV, Distribution
 from .sampler import Sampler, default_sampler
 from .storage import DatabaseError, History
@@ -174,6 +175,7 @@ class ABCSMC:
         self._population: Population | None = None
         self.eps_values: dict[int, float] = {}  # the threshold used in every generation
         self._journal: Journal | None = None
+        self._progress = False
 
     # -- setup -----------------------------------------------------------------
 
@@ -364,12 +366,14 @@ class ABCSMC:
             stats = stored["sum_stats"]
         else:
             spec = self._spec(-1, np.inf, None, False)
-            sample = self._sample(spec, self.population_size)
+            sample, bar = self._sample(spec, self.population_size)
             stats = sample.sum_stats
         self.distance_function.initialize(0, stats, self._x0)
         distances = self.distance_function.batch(stats, self._x0, 0)
         self.eps.initialize(0, distances, np.full(len(distances), 1 / len(distances)))
         if stored is None:
+            if bar is not None:
+                bar.close(f"eps(0) = {self.eps(0):.4g}")
             self.history.store_calibration(
                 sample.n_evaluations, time.perf_counter() - start, theta=sample.theta,
                 sum_stats=stats, evaluations_performed=sample.evaluations_performed)
@@ -378,19 +382,34 @@ class ABCSMC:
 
     def _sample(self, spec: GenerationSpec, n: int, max_eval: float = np.inf,
                 acceptance_rate_hint: float | None = None):
-        """The sampler's sample of ``spec``, resumed from and streamed to the journal."""
-        journal = self._journal
+        """The sampler's sample of ``spec``, resumed from and streamed to the journal, and
+        its progress bar (None without ``progress``; the caller closes it)."""
+        journal, restored = self._journal, []
         if journal is not None:
             restored = journal.begin(spec.t, spec.eps)
             if restored:
                 logger.info("generation %d: resuming with %d evaluations (%d ranges) from the "
                             "checkpoint", spec.t, sum(b.n_evaluated for b in restored),
                             len(restored))
-        sample = self.sampler.sample_until_n_accepted(n, spec, max_eval, acceptance_rate_hint,
-                                                      journal=journal)
+        bar = GenerationProgress(spec.t, n, restored) if self._progress else None
+
+        def on_batch(batch):
+            if journal is not None:
+                journal.record(batch)
+            if bar is not None:
+                bar.update(batch)
+
+        try:
+            sample = self.sampler.sample_until_n_accepted(
+                n, spec, max_eval, acceptance_rate_hint, restored=restored,
+                on_batch=on_batch if journal is not None or bar is not None else None)
+        except BaseException:
+            if bar is not None:
+                bar.close()
+            raise
         if journal is not None:
             journal.end()  # the generation is committed next, with its ranges deleted
-        return sample
+        return sample, bar
 
     def _prepare_epsilon(self, t: int, population: Population) -> None:
         distances = self.distance_function.batch(population.sum_stats, self._x0, t)
@@ -405,7 +424,8 @@ class ABCSMC:
 
     def run(self, minimum_epsilon: float | None = None, max_nr_populations: float = np.inf,
             min_acceptance_rate: float = 0.0, max_total_nr_simulations: float = np.inf,
-            max_walltime: datetime.timedelta | None = None, min_eps_diff: float = 0.0) -> History:
+            max_walltime: datetime.timedelta | None = None, min_eps_diff: float = 0.0,
+            progress: bool = False) -> History:
         """Run generations until a stopping rule holds; returns the History.
 
         Rules, checked in this order after every generation: the generation
@@ -419,6 +439,10 @@ class ABCSMC:
         and not stored), total simulations >= ``max_total_nr_simulations``,
         wall time > ``max_walltime`` (of this call). The log says which rule stopped
         the run.
+
+        ``progress=True`` shows a progress bar per generation (accepted i/n,
+        evaluations, rate; a widget in Jupyter), which keeps the generation's
+        summary line when it completes.
 
         Only one process runs a run at a time (:class:`~dask_abc.RunLockedError`
         names the other). Results are streamed to the database as they return
@@ -443,6 +467,7 @@ class ABCSMC:
         started = time.perf_counter()
         t_end = t_first + max_nr_populations
         reason = None
+        self._progress = progress
         if config.get("storage.stream-checkpoints"):
             self._journal = history.journal()
         try:
@@ -500,8 +525,11 @@ class ABCSMC:
         previous = self._population
         record_all = self.distance_function.requires_all_sum_stats
         spec = self._spec(t, eps, previous, record_all)
-        sample = self._sample(spec, n, max_eval, previous.acceptance_rate if previous else None)
+        sample, bar = self._sample(spec, n, max_eval,
+                                   previous.acceptance_rate if previous else None)
         if not sample.complete:
+            if bar is not None:
+                bar.close(f"stopped: {sample.n_accepted}/{n} accepted")
             return (f"acceptance rate below {min_acceptance_rate}: {sample.n_accepted}/{n} "
                     f"accepted in {sample.n_evaluations} evaluations of generation {t} "
                     "(generation not stored)")
@@ -525,9 +553,12 @@ class ABCSMC:
         probs = ""
         if len(self.models) > 1:
             probs = ", p(m) " + " ".join(f"{p:.3f}" for p in population.model_probabilities)
-        logger.info("t=%d: eps=%.4g, accepted %d/%d (%.2f%%), ESS %.1f, %.2f s%s", t, eps, n,
-                    population.samples, 100 * population.acceptance_rate, population.ess,
-                    seconds, probs)
+        summary = (f"eps={eps:.4g}, accepted {n}/{population.samples} "
+                   f"({100 * population.acceptance_rate:.2f}%), ESS {population.ess:.1f}, "
+                   f"{seconds:.2f} s{probs}")
+        logger.info("t=%d: %s", t, summary)
+        if bar is not None:
+            bar.close(summary)
         return None
 
     def _stop_reason(self, t, minimum_epsilon, min_eps_diff, min_acceptance_rate,

@@ -293,3 +293,15 @@ def test_load_with_another_seed_is_refused(tmp_path):
     other.seed = 9
     with pytest.raises(ValueError, match="seed 8"):
         other.load(db, 1)
+
+
+def test_run_with_progress_shows_a_bar_per_generation(tmp_path, capsys):
+    smc = adaptive_setup()
+    smc.new(f"sqlite:///{tmp_path}/p.db", {"a": 1.0, "b": 10.0})
+    history = smc.run(max_nr_populations=3, progress=True)
+    err = capsys.readouterr().err
+    bars = [line for line in err.replace("\r", "\n").splitlines() if "150/150" in line]
+    for t, eps in enumerate(history.get_generation_info()["epsilon"]):
+        assert any(line.startswith(f"t={t}") and f"eps={eps:.4g}" in line for line in bars), t
+    assert any(line.startswith("calibration") for line in bars)
+    history.close()

@@ -8,13 +8,13 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from .. import config
-from ..generation import GenerationSpec
+from ..generation import BatchResult, GenerationSpec
 from ..sample import Sample, SampleCollector
-from ..storage.journal import Journal
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -84,15 +84,16 @@ class Sampler:
         max_eval: float = np.inf,
         acceptance_rate_hint: float | None = None,
         *,
-        journal: Journal | None = None,
+        restored: Sequence[BatchResult] = (),
+        on_batch: Callable[[BatchResult], None] | None = None,
     ) -> Sample:
         """Evaluate indices until the population of ``n`` is determined.
 
-        With a ``journal`` (begun for this generation), the ranges it restored are
-        not evaluated again and every new result is streamed to it.
+        Ranges ``restored`` (from a checkpoint) are not evaluated again;
+        ``on_batch`` is called with every new result as it returns (checkpoints,
+        progress).
         """
-        collector = SampleCollector(n, max_eval, journal.restored if journal else (),
-                                    on_batch=journal.record if journal else None)
+        collector = SampleCollector(n, max_eval, restored, on_batch=on_batch)
         state = np.random.get_state()  # simulations reseed it when they run in this process
         try:
             self._run(spec, collector, acceptance_rate_hint)
