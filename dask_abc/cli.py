@@ -1,4 +1,4 @@
-"""The ``dask-abc`` command: ``demo``, ``resume``, ``info`` and ``export``."""
+"""The ``dask-abc`` command: ``demo``, ``resume``, ``report``, ``info`` and ``export``."""
 
 from __future__ import annotations
 
@@ -111,6 +111,14 @@ def cmd_resume(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import report
+
+    path = report(args.db, args.output, abc_id=args.abc_id)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_info(args) -> int:
     history = History(args.db, abc_id=args.abc_id, create=False)
     print(history.all_runs().to_string(index=False))
@@ -140,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scheduler", default=None,
                    help="sample on this Dask scheduler (default: the default sampler)")
     p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("report", help="write an HTML page of a run's plots (self-contained)")
+    p.add_argument("db", help="a sqlite:/// URL or a file path")
+    p.add_argument("-o", "--output", default=None, help="the HTML file (default: DB.html)")
+    p.add_argument("--abc-id", type=int, default=None, help="the run (default: the latest)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("info", help="show the runs and generations stored in a database")
     p.add_argument("db", help="a sqlite:/// URL or a file path")
