@@ -176,6 +176,7 @@ class ABCSMC:
         self.eps_values: dict[int, float] = {}  # the threshold used in every generation
         self._journal: Journal | None = None
         self._progress = False
+        self._reporter = None  # a dashboard.DashboardReporter during runs on Dask
 
     # -- setup -----------------------------------------------------------------
 
@@ -392,17 +393,22 @@ class ABCSMC:
                             "checkpoint", spec.t, sum(b.n_evaluated for b in restored),
                             len(restored))
         bar = GenerationProgress(spec.t, n, restored) if self._progress else None
+        reporter = self._reporter
+        if reporter is not None:
+            reporter.generation_started(spec.t, n, spec.eps, restored)
 
         def on_batch(batch):
             if journal is not None:
                 journal.record(batch)
             if bar is not None:
                 bar.update(batch)
+            if reporter is not None:
+                reporter.update(batch)
 
         try:
             sample = self.sampler.sample_until_n_accepted(
                 n, spec, max_eval, acceptance_rate_hint, restored=restored,
-                on_batch=on_batch if journal is not None or bar is not None else None)
+                on_batch=on_batch if (journal, bar, reporter) != (None, None, None) else None)
         except BaseException:
             if bar is not None:
                 bar.close()
@@ -468,6 +474,7 @@ class ABCSMC:
         t_end = t_first + max_nr_populations
         reason = None
         self._progress = progress
+        self._reporter = self._dashboard_reporter(history)
         if config.get("storage.stream-checkpoints"):
             self._journal = history.journal()
         try:
@@ -498,6 +505,19 @@ class ABCSMC:
         history.done(reason)
         logger.info("stopped: %s", reason)
         return history
+
+    def _dashboard_reporter(self, history: History):
+        """A reporter to the ABC page of the sampler's Dask dashboard, if there is one."""
+        client = getattr(self.sampler, "client", None)
+        if client is None or not config.get("dashboard.enabled"):
+            return None
+        from distributed import Client
+
+        from .dashboard import DashboardReporter
+
+        if not isinstance(client, Client):
+            return None
+        return DashboardReporter(client, f"run {history.id} of {history.db}")
 
     def _close_journal(self) -> None:
         if self._journal is not None:
@@ -559,7 +579,23 @@ class ABCSMC:
         logger.info("t=%d: %s", t, summary)
         if bar is not None:
             bar.close(summary)
+        if self._reporter is not None:
+            self._reporter.generation_done(
+                t, eps, population.samples, population.ess, seconds,
+                [m.name for m in self.models], population.model_probabilities,
+                self._marginals(population))
         return None
+
+    def _marginals(self, population: Population) -> dict:
+        """``"model: parameter"`` -> (values, weights) of the living models."""
+        marginals = {}
+        for j, (model, prior) in enumerate(zip(self.models, self.parameter_priors)):
+            rows = population.model == j
+            if rows.any():
+                for k, name in enumerate(prior.get_parameter_names()):
+                    marginals[f"{model.name}: {name}"] = (population.theta[rows, k],
+                                                           population.weight[rows])
+        return marginals
 
     def _stop_reason(self, t, minimum_epsilon, min_eps_diff, min_acceptance_rate,
                      max_total_nr_simulations, max_walltime, started) -> str | None:

@@ -1,0 +1,55 @@
+"""The ABC page: bokeh plots and tables that poll the plugin's JSON every second."""
+
+from __future__ import annotations
+
+from .plugin import GENERATION_FIELDS, STATUS_FIELDS
+
+POLL_MS = 1000
+
+
+def page_html() -> str:
+    """The whole page, BokehJS inline (it works without network access)."""
+    from bokeh.embed import file_html
+    from bokeh.layouts import column, gridplot
+    from bokeh.models import AjaxDataSource, DataTable, Div, TableColumn
+    from bokeh.plotting import figure
+    from bokeh.resources import INLINE
+
+    def source(part: str, columns) -> AjaxDataSource:
+        return AjaxDataSource(data_url=f"/abc/data/{part}", polling_interval=POLL_MS,
+                              mode="replace", data={c: [] for c in columns})
+
+    status = source("status", STATUS_FIELDS)
+    generations = source("generations", GENERATION_FIELDS)
+    posterior = source("posterior", ("name", "left", "right", "density"))
+    probabilities = source("model_probabilities", ("t",))
+
+    status_table = DataTable(
+        source=status, name="abc-status", height=60, index_position=None,
+        columns=[TableColumn(field=f, title=f.replace("_", " ")) for f in STATUS_FIELDS],
+        sizing_mode="stretch_width")
+    plots = []
+    for field, title, axis in [("epsilon", "Epsilon", "log"),
+                               ("acceptance_rate", "Acceptance rate", "linear"),
+                               ("ess", "Effective sample size", "linear"),
+                               ("samples", "Evaluations", "linear"),
+                               ("seconds", "Wall time (s)", "linear")]:
+        p = figure(title=title, y_axis_type=axis, x_axis_label="generation",
+                   name=f"abc-{field}", tools="pan,wheel_zoom,reset,save,hover")
+        p.line("t", field, source=generations)
+        p.scatter("t", field, source=generations, size=6)
+        plots.append(p)
+    p = figure(title="Posterior marginals, last generation (all parameters)",
+               name="abc-posterior", tools="pan,wheel_zoom,reset,save,hover")
+    p.quad(left="left", right="right", top="density", bottom=0, source=posterior, alpha=0.5)
+    plots.append(p)
+    generation_table = DataTable(
+        source=generations, height=220, index_position=None, sizing_mode="stretch_width",
+        columns=[TableColumn(field=f, title=f) for f in GENERATION_FIELDS])
+    probability_table = DataTable(
+        source=probabilities, height=160, index_position=None, sizing_mode="stretch_width",
+        columns=[TableColumn(field="t", title="t")])
+    layout = column(Div(text="<h2>dask-abc</h2>"), status_table,
+                    gridplot(plots, ncols=3, width=360, height=260), generation_table,
+                    probability_table, sizing_mode="stretch_width")
+    return file_html(layout, INLINE, "dask-abc")

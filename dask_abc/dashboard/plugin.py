@@ -1,0 +1,115 @@
+"""The scheduler side of the ABC page: run state from events, the page and its data.
+
+The master publishes its progress as Dask events under :data:`TOPIC` (one small
+message at most every ``abc.dashboard.interval`` seconds, plus one per
+generation); :class:`ABCDashboardPlugin` keeps the latest state on the scheduler
+and adds three routes to the dashboard's web server: the page ``/abc`` (bokeh,
+BokehJS inline) and the JSON it polls every second, ``/abc/data/status``,
+``/abc/data/generations`` and ``/abc/data/posterior``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from distributed.diagnostics.plugin import SchedulerPlugin
+from tornado import web
+
+#: The Dask event topic of dask-abc's progress messages.
+TOPIC = "dask-abc"
+STATUS_FIELDS = ("run", "generation", "accepted", "population", "evaluations",
+                 "acceptance_rate", "epsilon", "batch_size", "evaluations_per_second",
+                 "seconds_left")
+GENERATION_FIELDS = ("t", "epsilon", "acceptance_rate", "ess", "samples", "seconds")
+
+
+class ABCState:
+    """What the page shows, built from the master's events.
+
+    Examples
+    --------
+    >>> state = ABCState()
+    >>> state.update({"kind": "status", "generation": 0, "accepted": 5, "population": 10})
+    >>> state.status["accepted"]
+    [5]
+    """
+
+    def __init__(self):
+        self.status = {field: [None] for field in STATUS_FIELDS}
+        self.generations: dict[str, list] = {f: [] for f in GENERATION_FIELDS}
+        self.model_probabilities: dict[str, list] = {"t": []}
+        self.posterior: dict[str, list] = {"name": [], "left": [], "right": [], "density": []}
+
+    def update(self, msg: dict) -> None:
+        kind = msg.get("kind")
+        if kind == "start":
+            self.__init__()
+            self.status["run"] = [msg.get("run")]
+        elif kind == "status":
+            for field in STATUS_FIELDS:
+                if field in msg:
+                    self.status[field] = [msg[field]]
+        elif kind == "generation":
+            for field in GENERATION_FIELDS:
+                self.generations[field].append(msg[field])
+            self.model_probabilities["t"].append(msg["t"])
+            for name, p in msg.get("model_probabilities", {}).items():
+                column = self.model_probabilities.setdefault(name, [])
+                column.extend([0.0] * (len(self.model_probabilities["t"]) - 1 - len(column)))
+                column.append(p)
+            self.posterior = {"name": [], "left": [], "right": [], "density": []}
+            for name, (edges, density) in msg.get("posterior", {}).items():
+                self.posterior["name"] += [name] * len(density)
+                self.posterior["left"] += edges[:-1]
+                self.posterior["right"] += edges[1:]
+                self.posterior["density"] += density
+
+
+class _JSON(web.RequestHandler):
+    def initialize(self, state: ABCState, part: str):
+        self.state, self.part = state, part
+
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps(getattr(self.state, self.part)))
+
+    post = get  # bokeh's AjaxDataSource polls with POST by default
+
+
+class _Page(web.RequestHandler):
+    def initialize(self, state: ABCState):
+        self.state = state
+
+    def get(self):
+        from .page import page_html
+
+        self.write(page_html())
+
+
+class ABCDashboardPlugin(SchedulerPlugin):
+    """Serve the ABC page on the scheduler's dashboard; register it with
+    ``client.register_plugin(ABCDashboardPlugin())`` (the Dask sampler does).
+
+    Examples
+    --------
+    >>> ABCDashboardPlugin().name
+    'dask-abc-dashboard'
+    """
+
+    name = "dask-abc-dashboard"
+
+    def __init__(self):
+        self.state = ABCState()
+
+    async def start(self, scheduler) -> None:
+        application = getattr(scheduler, "http_application", None)
+        if application is None:  # a scheduler without a dashboard
+            return
+        routes = [(r"/abc", _Page, {"state": self.state})]
+        routes += [(rf"/abc/data/{part}", _JSON, {"state": self.state, "part": part})
+                   for part in ("status", "generations", "model_probabilities", "posterior")]
+        application.add_handlers(".*$", routes)
+
+    def log_event(self, topic: str, msg) -> None:
+        if topic == TOPIC and isinstance(msg, dict):
+            self.state.update(msg)
