@@ -5,10 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: a real redis-server (started on loopback by the
-# tests) and the sqlite3 shell (integrity checks of killed runs' databases)
+# tests), the sqlite3 shell (integrity checks of killed runs' databases), and
+# chromium with its driver (the dashboard and report pages in a real browser)
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq

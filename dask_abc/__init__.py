@@ -6,6 +6,7 @@ The public API keeps pyABC's names and call shapes: ``import dask_abc as pyabc``
 from . import (
     config,  # noqa: F401  (registers the dask.config defaults)
     sampler,
+    visualization,  # matplotlib is imported only when a plot is drawn
 )
 from .acceptor import Acceptor, FunctionAcceptor, UniformAcceptor
 from .batch_random import BatchRandom
@@ -84,4 +85,5 @@ __all__ = [
     "silverman_rule_of_thumb",
     "standard_deviation",
     "vectorized",
+    "visualization",
 ]

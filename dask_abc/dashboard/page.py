@@ -6,12 +6,27 @@ from .plugin import GENERATION_FIELDS, STATUS_FIELDS
 
 POLL_MS = 1000
 
+# the running generation's line, rendered in the browser from the polled status
+COUNTER = """
+const d = source.data, v = (k, f) => (d[k] && d[k][0] != null) ? f(d[k][0]) : "–";
+const t = d.generation ? d.generation[0] : null;
+div.text = `<b>${v("run", x => x)}</b><br>` +
+  `${t == null ? "" : t < 0 ? "calibration" : "generation " + t}: ` +
+  `accepted <b>${v("accepted", x => x)}</b>/${v("population", x => x)}, ` +
+  `${v("evaluations", x => x)} evaluations ` +
+  `(acceptance ${v("acceptance_rate", x => (100 * x).toFixed(1) + "%")}), ` +
+  `epsilon ${v("epsilon", x => x.toPrecision(4))}, batch size ${v("batch_size", x => x)}, ` +
+  `${v("evaluations_per_second", x => x.toFixed(0))} evaluations/s, ` +
+  `about ${v("seconds_left", x => x.toFixed(0))} s to go`;
+"""
+
 
 def page_html() -> str:
     """The whole page, BokehJS inline (it works without network access)."""
+    from bokeh.document import Document
     from bokeh.embed import file_html
     from bokeh.layouts import column, gridplot
-    from bokeh.models import AjaxDataSource, DataTable, Div, TableColumn
+    from bokeh.models import AjaxDataSource, CustomJS, DataTable, Div, TableColumn
     from bokeh.plotting import figure
     from bokeh.resources import INLINE
 
@@ -24,10 +39,10 @@ def page_html() -> str:
     posterior = source("posterior", ("name", "left", "right", "density"))
     probabilities = source("model_probabilities", ("t",))
 
-    status_table = DataTable(
-        source=status, name="abc-status", height=60, index_position=None,
-        columns=[TableColumn(field=f, title=f.replace("_", " ")) for f in STATUS_FIELDS],
-        sizing_mode="stretch_width")
+    counter = Div(name="abc-counter", text="waiting for a run", styles={"font-size": "115%"})
+    # re-rendered on a timer: an AjaxDataSource's replaced data fires no "data" change
+    render = CustomJS(args={"div": counter, "source": status},
+                      code=f"setInterval(() => {{ {COUNTER} }}, {POLL_MS // 2});")
     plots = []
     for field, title, axis in [("epsilon", "Epsilon", "log"),
                                ("acceptance_rate", "Acceptance rate", "linear"),
@@ -49,7 +64,10 @@ def page_html() -> str:
     probability_table = DataTable(
         source=probabilities, height=160, index_position=None, sizing_mode="stretch_width",
         columns=[TableColumn(field="t", title="t")])
-    layout = column(Div(text="<h2>dask-abc</h2>"), status_table,
+    layout = column(Div(text="<h2>dask-abc</h2>"), counter,
                     gridplot(plots, ncols=3, width=360, height=260), generation_table,
                     probability_table, sizing_mode="stretch_width")
-    return file_html(layout, INLINE, "dask-abc")
+    document = Document()
+    document.add_root(layout)
+    document.js_on_event("document_ready", render)
+    return file_html(document, INLINE, "dask-abc")

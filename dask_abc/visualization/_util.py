@@ -104,6 +104,14 @@ def check_parameters(df: pd.DataFrame, names: Sequence[str], where: str) -> None
                              f"{list(df.columns)}")
 
 
+def reference(refval, name: str) -> float:
+    """``refval[name]``, the reference value (e.g. the ground truth) of a parameter."""
+    try:
+        return refval[name]
+    except KeyError:
+        raise ValueError(f"refval has no value for parameter {name!r}") from None
+
+
 def population(data, w, names: tuple, m, t, call: str):
     """``(df, w, names)`` for a plot called with ``(df, w, *names)`` or with a History.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..storage import History
-from ._util import new_axes, population
+from ._util import new_axes, population, reference
 
 
 def plot_histogram_1d(history, x, m=0, t=None, xmin=None, xmax=None, ax=None, size=None,
@@ -50,7 +50,9 @@ def plot_histogram_1d(history, x, m=0, t=None, xmin=None, xmax=None, ax=None, si
 
     Examples
     --------
-    >>> plot_histogram_1d(history, "theta", bins=30, refval={"theta": 1.0})  # doctest: +SKIP
+    With a History ``history`` (not run here)::
+
+        plot_histogram_1d(history, "theta", bins=30, refval={"theta": 1.0})
     """
     if not isinstance(history, History):
         raise TypeError(f"plot_histogram_1d takes a History, got {history!r}; for particles "
@@ -72,10 +74,11 @@ def plot_histogram_1d_lowlevel(df, w, x, xmin=None, xmax=None, ax=None, size=Non
     >>> df = pd.DataFrame({"a": np.random.default_rng(0).normal(size=100)})
     >>> ax = plot_histogram_1d_lowlevel(df, np.ones(100), "a", bins=5, density=False,
     ...                                 ax=Figure().subplots())
-    >>> round(sum(bar.get_height() for bar in ax.patches), 6)
+    >>> round(float(sum(bar.get_height() for bar in ax.patches)), 6)
     1.0
     """
     df, w, _ = population(df, w, (x,), None, None, "plot_histogram_1d_lowlevel")
+    ref = None if refval is None else reference(refval, x)
     values = df[x].to_numpy(dtype=float)
     lower = values.min() if xmin is None else xmin
     upper = values.max() if xmax is None else xmax
@@ -84,8 +87,6 @@ def plot_histogram_1d_lowlevel(df, w, x, xmin=None, xmax=None, ax=None, size=Non
     ax.hist(values, bins=bins, range=(lower, upper), weights=w / w.sum(), **kwargs)
     ax.set_xlabel(x if xname is None else xname)
     ax.set_ylabel("Posterior" if kwargs["density"] else "Weight")
-    if refval is not None:
-        if x not in refval:
-            raise ValueError(f"refval has no value for parameter {x!r}")
-        ax.axvline(refval[x], color=refval_color, linestyle="dotted")
+    if ref is not None:
+        ax.axvline(ref, color=refval_color, linestyle="dotted")
     return ax

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import gaussian_kde
 
-from ._util import check_parameters, new_axes, population, require_matplotlib
+from ._util import check_parameters, new_axes, population, reference, require_matplotlib
 
 _NO_LIMITS = (None, None)
 
@@ -37,13 +37,6 @@ def _grid(values: np.ndarray, lower, upper, num: int) -> np.ndarray:
     lower = values.min() if lower is None else lower
     upper = values.max() if upper is None else upper
     return np.linspace(lower, upper, num)
-
-
-def _reference(refval, name: str) -> float:
-    try:
-        return refval[name]
-    except KeyError:
-        raise ValueError(f"refval has no value for parameter {name!r}") from None
 
 
 def kde_1d(df, w, x, xmin=None, xmax=None, numx=50, kde=None):
@@ -168,10 +161,10 @@ def plot_kde_1d(df, w=None, x=None, xmin=None, xmax=None, numx=50, ax=None, size
     (30, 2)
 
     From a run, for generation 2 of model 1:
-
     >>> plot_kde_1d(history, "theta", m=1, t=2)  # doctest: +SKIP
     """
     df, w, (x,) = population(df, w, (x,), m, t, "plot_kde_1d")
+    ref = None if refval is None else reference(refval, x)
     grid, pdf = kde_1d(df, w, x, xmin, xmax, numx, kde)
     ax = new_axes(ax, size)
     ax.plot(grid, pdf, **kwargs)
@@ -180,8 +173,8 @@ def plot_kde_1d(df, w=None, x=None, xmin=None, xmax=None, numx=50, ax=None, size
     ax.set_xlim(xmin, xmax)
     if title is not None:
         ax.set_title(title)
-    if refval is not None:
-        ax.axvline(_reference(refval, x), color=refval_color, linestyle="dotted")
+    if ref is not None:
+        ax.axvline(ref, color=refval_color, linestyle="dotted")
     return ax
 
 
@@ -192,7 +185,9 @@ def plot_kde_1d_highlevel(history, x, m=0, t=None, xmin=None, xmax=None, numx=50
 
     Examples
     --------
-    >>> plot_kde_1d_highlevel(history, "theta", t=0, refval={"theta": 1.0})  # doctest: +SKIP
+    With a History ``history`` (not run here)::
+
+        plot_kde_1d_highlevel(history, "theta", t=0, refval={"theta": 1.0})
     """
     return plot_kde_1d(history, x=x, xmin=xmin, xmax=xmax, numx=numx, ax=ax, size=size,
                        title=title, refval=refval, refval_color=refval_color, kde=kde,
@@ -228,10 +223,10 @@ def plot_kde_2d(df, w=None, x=None, y=None, xmin=None, xmax=None, ymin=None, yma
     >>> ax = plot_kde_2d(df, np.ones(100), "a", "b", numx=20, numy=10, ax=Figure().subplots())
     >>> ax.collections[0].get_array().shape
     (10, 20)
-
     >>> plot_kde_2d(history, "a", "b", t=1)  # doctest: +SKIP
     """
     df, w, (x, y) = population(df, w, (x, y), m, t, "plot_kde_2d")
+    ref = None if refval is None else (reference(refval, x), reference(refval, y))
     X, Y, PDF = kde_2d(df, w, x, y, xmin, xmax, ymin, ymax, numx, numy, kde)
     ax = new_axes(ax, size)
     mesh = ax.pcolormesh(X, Y, PDF, shading="auto", **kwargs)
@@ -241,8 +236,8 @@ def plot_kde_2d(df, w=None, x=None, y=None, xmin=None, xmax=None, ymin=None, yma
         ax.set_title(title)
     if colorbar:
         ax.get_figure().colorbar(mesh, ax=ax)
-    if refval is not None:
-        ax.scatter([_reference(refval, x)], [_reference(refval, y)], color=refval_color)
+    if ref is not None:
+        ax.scatter([ref[0]], [ref[1]], color=refval_color)
     return ax
 
 
@@ -254,7 +249,9 @@ def plot_kde_2d_highlevel(history, x, y, m=0, t=None, xmin=None, xmax=None, ymin
 
     Examples
     --------
-    >>> plot_kde_2d_highlevel(history, "a", "b", colorbar=False)  # doctest: +SKIP
+    With a History ``history`` (not run here)::
+
+        plot_kde_2d_highlevel(history, "a", "b", colorbar=False)
     """
     return plot_kde_2d(history, x=x, y=y, xmin=xmin, xmax=xmax, ymin=ymin, ymax=ymax,
                        numx=numx, numy=numy, ax=ax, size=size, colorbar=colorbar, title=title,
@@ -313,25 +310,25 @@ def plot_kde_matrix(df, w=None, limits=None, colorbar=True, height=2.5, numx=50,
     ...                          arr_ax=Figure().subplots(2, 2, squeeze=False))
     >>> arr_ax.shape
     (2, 2)
-
     >>> plot_kde_matrix(history, m=1, limits={"a": (-2, 2)})  # doctest: +SKIP
     """
     df, w, _ = population(df, w, (), m, t, "plot_kde_matrix")
     limits = dict(limits or {})
     check_parameters(df, limits, "the population")
     params = list(df.columns)
+    if refval is not None:
+        for p in params:
+            reference(refval, p)  # a missing value fails before anything is drawn
     labels = {p: p for p in params} | dict(names or {})
     n = len(params)
     if arr_ax is None:
         require_matplotlib()
         import matplotlib.pyplot as plt
-
         _, arr_ax = plt.subplots(n, n, figsize=(height * n, height * n), squeeze=False,
                                  layout="constrained")
     arr_ax = np.asarray(arr_ax)
     if arr_ax.shape != (n, n):
         raise ValueError(f"arr_ax has shape {arr_ax.shape}; {n} parameters need ({n}, {n})")
-
     for row, y in enumerate(params):
         for col, x in enumerate(params):
             ax = arr_ax[row, col]
@@ -355,7 +352,7 @@ def plot_kde_matrix(df, w=None, limits=None, colorbar=True, height=2.5, numx=50,
 def _scatter(ax, x, y, w, refval, refval_color) -> None:
     ax.scatter(x, y, s=8, color="k", alpha=w / w.max(), linewidths=0)
     if refval is not None:
-        ax.scatter([_reference(refval, x.name)], [_reference(refval, y.name)],
+        ax.scatter([reference(refval, x.name)], [reference(refval, y.name)],
                    color=refval_color)
 
 
@@ -366,7 +363,9 @@ def plot_kde_matrix_highlevel(history, m=0, t=None, limits=None, colorbar=True, 
 
     Examples
     --------
-    >>> plot_kde_matrix_highlevel(history, t=2, refval={"a": 0.5, "b": 1.0})  # doctest: +SKIP
+    With a History ``history`` (not run here)::
+
+        plot_kde_matrix_highlevel(history, t=2, refval={"a": 0.5, "b": 1.0})
     """
     return plot_kde_matrix(history, limits=limits, colorbar=colorbar, height=height,
                            numx=numx, numy=numy, refval=refval, refval_color=refval_color,
