@@ -8,6 +8,7 @@ import time
 import urllib.request
 
 import numpy as np
+import pandas as pd
 import pytest
 from distributed import Client, LocalCluster
 
@@ -73,6 +74,15 @@ def test_the_abc_page_follows_a_running_inference(client, tmp_path):
         assert generations["epsilon"] == pytest.approx(h.get_generation_info()["epsilon"])
     posterior = json.loads(get(base, "/abc/data/posterior"))
     assert set(posterior["name"]) == {"slow_model: theta"} and len(posterior["density"]) == 30
+    # both workers evaluated; every evaluation the master received ran on one of them
+    workers = json.loads(get(base, "/abc/data/workers"))
+    assert len(workers["worker"]) == 2 and min(workers["evaluations"]) > 0
+    with abc.History(f"sqlite:///{tmp_path / 'run.db'}", create=False) as h:
+        performed = int(pd.read_sql_query("SELECT SUM(evaluations_performed) AS n FROM "
+                                          "populations", h.conn)["n"][0])
+    assert sum(workers["evaluations"]) >= performed
+    metrics = get(base, "/metrics")
+    assert "dask_abc_generation 2.0" in metrics and "dask_abc_accepted 300.0" in metrics
     page = get(base, "/abc")
     assert "dask-abc" in page and "cdn.bokeh.org" not in page and "/abc/data/status" in page
 

@@ -54,6 +54,12 @@ def page_html() -> str:
         p.line("t", field, source=generations)
         p.scatter("t", field, source=generations, size=6)
         plots.append(p)
+    workers = source("workers", ("index", "worker", "evaluations", "running"))
+    p = figure(title="Evaluations per worker (hover: ranges running)", name="abc-workers",
+               tools="hover", tooltips=[("worker", "@worker"), ("evaluations", "@evaluations"),
+                                        ("ranges running", "@running")], y_axis_label="worker")
+    p.hbar(y="index", right="evaluations", height=0.7, source=workers)
+    plots.append(p)
     p = figure(title="Posterior marginals, last generation (all parameters)",
                name="abc-posterior", tools="pan,wheel_zoom,reset,save,hover")
     p.quad(left="left", right="right", top="density", bottom=0, source=posterior, alpha=0.5)

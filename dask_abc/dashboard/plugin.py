@@ -15,6 +15,8 @@ import json
 from distributed.diagnostics.plugin import SchedulerPlugin
 from tornado import web
 
+from ..sampler.dask_distributed import RANGE_KEY
+
 #: The Dask event topic of dask-abc's progress messages.
 TOPIC = "dask-abc"
 STATUS_FIELDS = ("run", "generation", "accepted", "population", "evaluations",
@@ -65,13 +67,40 @@ class ABCState:
                 self.posterior["density"] += density
 
 
+class WorkerCounts:
+    """Evaluations finished per worker and ranges running there, from the scheduler's
+    transitions of the Dask sampler's range tasks."""
+
+    def __init__(self, scheduler=None):
+        self.scheduler = scheduler
+        self.evaluations: dict[str, int] = {}
+
+    def transition(self, key, finish: str) -> None:
+        if finish != "memory" or not isinstance(key, str) or not key.startswith(RANGE_KEY):
+            return
+        task = self.scheduler.tasks.get(key)
+        for worker in (task.who_has if task is not None else ()):
+            count = int(key.rsplit("-", 2)[1])
+            self.evaluations[worker.address] = self.evaluations.get(worker.address, 0) + count
+            break
+
+    def columns(self) -> dict[str, list]:
+        workers = sorted(self.scheduler.workers) if self.scheduler else []
+        running = [sum(isinstance(t.key, str) and t.key.startswith(RANGE_KEY)
+                       for t in self.scheduler.workers[w].processing) for w in workers]
+        return {"index": list(range(len(workers))), "worker": workers,
+                "evaluations": [self.evaluations.get(w, 0) for w in workers],
+                "running": running}
+
+
 class _JSON(web.RequestHandler):
     def initialize(self, state: ABCState, part: str):
         self.state, self.part = state, part
 
     def get(self):
         self.set_header("Content-Type", "application/json")
-        self.write(json.dumps(getattr(self.state, self.part)))
+        data = getattr(self.state, self.part)
+        self.write(json.dumps(data() if callable(data) else data))
 
     post = get  # bokeh's AjaxDataSource polls with POST by default
 
@@ -100,16 +129,54 @@ class ABCDashboardPlugin(SchedulerPlugin):
 
     def __init__(self):
         self.state = ABCState()
+        self.workers = WorkerCounts()
 
     async def start(self, scheduler) -> None:
+        self.workers.scheduler = scheduler
+        self.state.workers = self.workers.columns
+        _register_metrics(self.state)
         application = getattr(scheduler, "http_application", None)
         if application is None:  # a scheduler without a dashboard
             return
         routes = [(r"/abc", _Page, {"state": self.state})]
         routes += [(rf"/abc/data/{part}", _JSON, {"state": self.state, "part": part})
-                   for part in ("status", "generations", "model_probabilities", "posterior")]
+                   for part in ("status", "generations", "model_probabilities", "posterior",
+                                "workers")]
         application.add_handlers(".*$", routes)
+
+    def transition(self, key, start, finish, *args, **kwargs) -> None:
+        self.workers.transition(key, finish)
 
     def log_event(self, topic: str, msg) -> None:
         if topic == TOPIC and isinstance(msg, dict):
             self.state.update(msg)
+
+
+_metrics: dict = {"state": None}  # the state the /metrics collector reports
+
+
+def _register_metrics(state: ABCState) -> None:
+    """Expose the run's counters on the scheduler's Prometheus ``/metrics`` route (when
+    prometheus_client is installed, as distributed's route needs)."""
+    try:
+        from prometheus_client import REGISTRY
+        from prometheus_client.core import GaugeMetricFamily
+    except ImportError:
+        return
+
+    class Collector:
+        def collect(self):
+            status = {k: v[0] for k, v in _metrics["state"].status.items()}
+            for field, help_text in [("generation", "the running generation"),
+                                     ("accepted", "accepted particles of it"),
+                                     ("evaluations", "evaluations of it"),
+                                     ("epsilon", "its threshold")]:
+                gauge = GaugeMetricFamily(f"dask_abc_{field}", f"dask-abc: {help_text}")
+                if status[field] is not None:
+                    gauge.add_metric([], float(status[field]))
+                yield gauge
+
+    first = _metrics["state"] is None
+    _metrics["state"] = state
+    if first:  # once per scheduler process
+        REGISTRY.register(Collector())

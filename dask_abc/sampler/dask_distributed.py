@@ -18,6 +18,9 @@ from .controller import BatchController
 
 logger = logging.getLogger("dask_abc")
 
+#: Task keys of ranges: ``abc-range-{token}-{start}-{count}-{attempt}``.
+RANGE_KEY = "abc-range"
+
 
 def _is_killed_worker(error) -> bool:
     from distributed import KilledWorker
@@ -160,9 +163,10 @@ class DaskDistributedSampler(Sampler):
 
         def submit(starts: list[int], counts: list[int], with_data: bool = False) -> None:
             keys = []
-            for start in starts:
+            for start, count in zip(starts, counts):
                 attempts[start] = attempts.get(start, 0) + 1
-                keys.append(f"abc-range-{token}-{start}-{attempts[start]}")
+                # the count in the key lets the dashboard count evaluations per worker
+                keys.append(f"{RANGE_KEY}-{token}-{start}-{count}-{attempts[start]}")
             extra = [[data] * len(starts)] if with_data else []
             # one message to the scheduler for all new ranges
             new = client.map(evaluate_range, [token] * len(starts), starts, counts, *extra,
