@@ -84,7 +84,7 @@ def test_the_abc_page_follows_a_running_inference(client, tmp_path):
     metrics = get(base, "/metrics")
     assert "dask_abc_generation 2.0" in metrics and "dask_abc_accepted 300.0" in metrics
     page = get(base, "/abc")
-    assert "dask-abc" in page and "cdn.bokeh.org" not in page and "/abc/data/status" in page
+    assert "dask-abc" in page and "cdn.bokeh.org" not in page and "/abc/data/all" in page
 
 
 def test_state_from_events():

@@ -1,23 +1,44 @@
-"""The ABC page: bokeh plots and tables that poll the plugin's JSON every second."""
+"""The ABC page: bokeh plots and tables, fed by polling the plugin's JSON every second."""
 
 from __future__ import annotations
 
-from .plugin import GENERATION_FIELDS, STATUS_FIELDS
+from .plugin import GENERATION_FIELDS
 
 POLL_MS = 1000
 
-# the running generation's line, rendered in the browser from the polled status
-COUNTER = """
-const d = source.data, v = (k, f) => (d[k] && d[k][0] != null) ? f(d[k][0]) : "–";
-const t = d.generation ? d.generation[0] : null;
-div.text = `<b>${v("run", x => x)}</b><br>` +
-  `${t == null ? "" : t < 0 ? "calibration" : "generation " + t}: ` +
-  `accepted <b>${v("accepted", x => x)}</b>/${v("population", x => x)}, ` +
-  `${v("evaluations", x => x)} evaluations ` +
-  `(acceptance ${v("acceptance_rate", x => (100 * x).toFixed(1) + "%")}), ` +
-  `epsilon ${v("epsilon", x => x.toPrecision(4))}, batch size ${v("batch_size", x => x)}, ` +
-  `${v("evaluations_per_second", x => x.toFixed(0))} evaluations/s, ` +
-  `about ${v("seconds_left", x => x.toFixed(0))} s to go`;
+# One request a second for everything; a source's data is replaced (and its plots
+# drawn again) only when it changed, which keeps the page's CPU cost small.
+POLL = """
+const last = {};
+function counter(d) {
+  const v = (k, f) => (d[k] && d[k][0] != null) ? f(d[k][0]) : "–";
+  const t = d.generation ? d.generation[0] : null;
+  div.text = `<b>${v("run", x => x)}</b><br>` +
+    `${t == null ? "" : t < 0 ? "calibration" : "generation " + t}: ` +
+    `accepted <b>${v("accepted", x => x)}</b>/${v("population", x => x)}, ` +
+    `${v("evaluations", x => x)} evaluations ` +
+    `(acceptance ${v("acceptance_rate", x => (100 * x).toFixed(1) + "%")}), ` +
+    `epsilon ${v("epsilon", x => x.toPrecision(4))}, batch size ${v("batch_size", x => x)}, ` +
+    `${v("evaluations_per_second", x => x.toFixed(0))} evaluations/s, ` +
+    `about ${v("seconds_left", x => x.toFixed(0))} s to go`;
+}
+async function poll() {
+  try {
+    const all = await (await fetch(url)).json();
+    for (const [name, source] of Object.entries(sources)) {
+      const text = JSON.stringify(all[name]);
+      if (text !== last[name]) {
+        last[name] = text;
+        source.data = all[name];
+      }
+    }
+    counter(all.status);
+  } catch (error) {
+    div.text = "no connection to the scheduler";
+  }
+}
+poll();
+setInterval(poll, interval);
 """
 
 
@@ -26,23 +47,21 @@ def page_html() -> str:
     from bokeh.document import Document
     from bokeh.embed import file_html
     from bokeh.layouts import column, gridplot
-    from bokeh.models import AjaxDataSource, CustomJS, DataTable, Div, TableColumn
+    from bokeh.models import ColumnDataSource, CustomJS, DataTable, Div, TableColumn
     from bokeh.plotting import figure
     from bokeh.resources import INLINE
 
-    def source(part: str, columns) -> AjaxDataSource:
-        return AjaxDataSource(data_url=f"/abc/data/{part}", polling_interval=POLL_MS,
-                              mode="replace", data={c: [] for c in columns})
+    sources = {}
 
-    status = source("status", STATUS_FIELDS)
+    def source(part: str, columns) -> ColumnDataSource:
+        sources[part] = ColumnDataSource({c: [] for c in columns}, name=f"abc-data-{part}")
+        return sources[part]
+
     generations = source("generations", GENERATION_FIELDS)
     posterior = source("posterior", ("name", "left", "right", "density"))
     probabilities = source("model_probabilities", ("t",))
 
     counter = Div(name="abc-counter", text="waiting for a run", styles={"font-size": "115%"})
-    # re-rendered on a timer: an AjaxDataSource's replaced data fires no "data" change
-    render = CustomJS(args={"div": counter, "source": status},
-                      code=f"setInterval(() => {{ {COUNTER} }}, {POLL_MS // 2});")
     plots = []
     for field, title, axis in [("epsilon", "Epsilon", "log"),
                                ("acceptance_rate", "Acceptance rate", "linear"),
@@ -73,7 +92,9 @@ def page_html() -> str:
     layout = column(Div(text="<h2>dask-abc</h2>"), counter,
                     gridplot(plots, ncols=3, width=360, height=260), generation_table,
                     probability_table, sizing_mode="stretch_width")
+    poll = CustomJS(args={"div": counter, "sources": sources, "url": "/abc/data/all",
+                          "interval": POLL_MS}, code=POLL)
     document = Document()
     document.add_root(layout)
-    document.js_on_event("document_ready", render)
+    document.js_on_event("document_ready", poll)
     return file_html(document, INLINE, "dask-abc")

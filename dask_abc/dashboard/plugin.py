@@ -42,6 +42,10 @@ class ABCState:
         self.model_probabilities: dict[str, list] = {"t": []}
         self.posterior: dict[str, list] = {"name": [], "left": [], "right": [], "density": []}
 
+    def all(self) -> dict:
+        """Every part of the page's data, for one request."""
+        return {part: _value(getattr(self, part, None)) for part in PARTS}
+
     def update(self, msg: dict) -> None:
         kind = msg.get("kind")
         if kind == "start":
@@ -65,6 +69,9 @@ class ABCState:
                 self.posterior["left"] += edges[:-1]
                 self.posterior["right"] += edges[1:]
                 self.posterior["density"] += density
+
+
+PARTS = ("status", "generations", "model_probabilities", "posterior", "workers")
 
 
 class WorkerCounts:
@@ -93,14 +100,17 @@ class WorkerCounts:
                 "running": running}
 
 
+def _value(data):
+    return data() if callable(data) else data
+
+
 class _JSON(web.RequestHandler):
     def initialize(self, state: ABCState, part: str):
         self.state, self.part = state, part
 
     def get(self):
         self.set_header("Content-Type", "application/json")
-        data = getattr(self.state, self.part)
-        self.write(json.dumps(data() if callable(data) else data))
+        self.write(json.dumps(_value(getattr(self.state, self.part))))
 
     post = get  # bokeh's AjaxDataSource polls with POST by default
 
@@ -140,8 +150,7 @@ class ABCDashboardPlugin(SchedulerPlugin):
             return
         routes = [(r"/abc", _Page, {"state": self.state})]
         routes += [(rf"/abc/data/{part}", _JSON, {"state": self.state, "part": part})
-                   for part in ("status", "generations", "model_probabilities", "posterior",
-                                "workers")]
+                   for part in PARTS + ("all",)]
         application.add_handlers(".*$", routes)
 
     def transition(self, key, start, finish, *args, **kwargs) -> None:
