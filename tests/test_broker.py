@@ -156,10 +156,12 @@ def test_a_coordinator_that_loses_its_state_ends_the_run(tmp_path):
     db = tmp_path / "lost.db"
 
     def restart_coordinator():  # like an actor recomputed on another worker
-        while max_t_of(db) < 1:
-            time.sleep(0.01)
-        with broker._changed:
-            broker.state = BrokerState()
+        while True:  # once generation 2 runs on the coordinator
+            with broker._changed:
+                if broker.state.t == 2 and broker.state.token is not None:
+                    broker.state = BrokerState()
+                    return
+            time.sleep(0.002)
 
     saboteur = threading.Thread(target=restart_coordinator)
     thread.start()
@@ -400,6 +402,7 @@ def test_manager_info_and_stop(backend, tmp_path):
             out = manager(backend, "info").stdout.strip()
             if out.startswith("Workers=1 "):
                 seen.append(out)
+                assert "Evaluations per worker: " in out.splitlines()[-1]
             time.sleep(0.1)
 
     thread = threading.Thread(target=watch)
@@ -410,7 +413,7 @@ def test_manager_info_and_stop(backend, tmp_path):
     finally:
         thread.join()
     assert seen, "info never showed the running worker"
-    fields = dict(part.split("=") for part in seen[-1].split(" (")[0].split())
+    fields = dict(part.split("=") for part in seen[-1].splitlines()[0].split(" (")[0].split())
     accepted, n = fields["Acceptances"].split("/")
     assert int(fields["Evaluations"]) >= int(accepted) and n == "100"
     assert manager(backend, "stop").returncode == 0

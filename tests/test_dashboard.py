@@ -97,6 +97,7 @@ def test_state_from_events():
                   "posterior": {"a: x": ([0.0, 1.0, 2.0], [0.5, 0.5])}})
     assert state.status["run"] == ["run 1"] and state.status["accepted"] == [10]
     assert state.generations["epsilon"] == [1.5]
-    assert state.model_probabilities == {"t": [0], "a": [0.25], "b": [0.75]}
+    assert state.model_probabilities == {"t": [0, 0], "model": [0, 1], "name": ["a", "b"],
+                                         "p": [0.25, 0.75]}
     assert state.posterior == {"name": ["a: x"] * 2, "left": [0.0, 1.0], "right": [1.0, 2.0],
                                "density": [0.5, 0.5]}

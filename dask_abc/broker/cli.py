@@ -136,10 +136,17 @@ def worker_main(argv: list[str] | None = None) -> int:
 
 
 def _info_line(status: dict | None) -> str:
+    """pyABC's counter line, then the generation, acceptance rate and evaluations per
+    worker (who is busy, who idles)."""
     if status is None or status["n"] is None:
         return "Workers=None Evaluations=None Acceptances=None/None"
+    rate = (f", acceptance rate {status['acceptances'] / status['evaluations']:.1%}"
+            if status["evaluations"] else "")
+    per_worker = ", ".join(f"{name}: {count}" for name, count in
+                           sorted(status.get("per_worker", {}).items()))
     return (f"Workers={status['workers']} Evaluations={status['evaluations']} "
-            f"Acceptances={status['acceptances']}/{status['n']} (generation {status['t']})")
+            f"Acceptances={status['acceptances']}/{status['n']} (generation {status['t']}{rate})"
+            + (f"\nEvaluations per worker: {per_worker}" if per_worker else ""))
 
 
 def manager_main(argv: list[str] | None = None) -> int:

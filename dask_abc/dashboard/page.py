@@ -48,8 +48,10 @@ def page_html() -> str:
     from bokeh.embed import file_html
     from bokeh.layouts import column, gridplot
     from bokeh.models import ColumnDataSource, CustomJS, DataTable, Div, TableColumn
+    from bokeh.palettes import Category10_10
     from bokeh.plotting import figure
     from bokeh.resources import INLINE
+    from bokeh.transform import linear_cmap
 
     sources = {}
 
@@ -59,7 +61,7 @@ def page_html() -> str:
 
     generations = source("generations", GENERATION_FIELDS)
     posterior = source("posterior", ("name", "left", "right", "density"))
-    probabilities = source("model_probabilities", ("t",))
+    probabilities = source("model_probabilities", ("t", "model", "name", "p"))
 
     counter = Div(name="abc-counter", text="waiting for a run", styles={"font-size": "115%"})
     plots = []
@@ -73,6 +75,12 @@ def page_html() -> str:
         p.line("t", field, source=generations)
         p.scatter("t", field, source=generations, size=6)
         plots.append(p)
+    p = figure(title="Model probabilities", x_axis_label="generation", y_range=(0, 1.05),
+               name="abc-model-probabilities", tools="pan,wheel_zoom,reset,save,hover",
+               tooltips=[("model", "@name"), ("p", "@p")])
+    p.scatter("t", "p", source=probabilities, size=8,
+              color=linear_cmap("model", Category10_10, 0, 9))
+    plots.append(p)
     workers = source("workers", ("index", "worker", "evaluations", "running"))
     p = figure(title="Evaluations per worker (hover: ranges running)", name="abc-workers",
                tools="hover", tooltips=[("worker", "@worker"), ("evaluations", "@evaluations"),
@@ -86,12 +94,9 @@ def page_html() -> str:
     generation_table = DataTable(
         source=generations, height=220, index_position=None, sizing_mode="stretch_width",
         columns=[TableColumn(field=f, title=f) for f in GENERATION_FIELDS])
-    probability_table = DataTable(
-        source=probabilities, height=160, index_position=None, sizing_mode="stretch_width",
-        columns=[TableColumn(field="t", title="t")])
     layout = column(Div(text="<h2>dask-abc</h2>"), counter,
                     gridplot(plots, ncols=3, width=360, height=260), generation_table,
-                    probability_table, sizing_mode="stretch_width")
+                    sizing_mode="stretch_width")
     poll = CustomJS(args={"div": counter, "sources": sources, "url": "/abc/data/all",
                           "interval": POLL_MS}, code=POLL)
     document = Document()

@@ -39,7 +39,9 @@ class ABCState:
     def __init__(self):
         self.status = {field: [None] for field in STATUS_FIELDS}
         self.generations: dict[str, list] = {f: [] for f in GENERATION_FIELDS}
-        self.model_probabilities: dict[str, list] = {"t": []}
+        # long format, one row per generation and model
+        self.model_probabilities: dict[str, list] = {"t": [], "model": [], "name": [],
+                                                     "p": []}
         self.posterior: dict[str, list] = {"name": [], "left": [], "right": [], "density": []}
 
     def all(self) -> dict:
@@ -58,11 +60,9 @@ class ABCState:
         elif kind == "generation":
             for field in GENERATION_FIELDS:
                 self.generations[field].append(msg[field])
-            self.model_probabilities["t"].append(msg["t"])
-            for name, p in msg.get("model_probabilities", {}).items():
-                column = self.model_probabilities.setdefault(name, [])
-                column.extend([0.0] * (len(self.model_probabilities["t"]) - 1 - len(column)))
-                column.append(p)
+            for m, (name, p) in enumerate(msg.get("model_probabilities", {}).items()):
+                for column, value in zip(("t", "model", "name", "p"), (msg["t"], m, name, p)):
+                    self.model_probabilities[column].append(value)
             self.posterior = {"name": [], "left": [], "right": [], "density": []}
             for name, (edges, density) in msg.get("posterior", {}).items():
                 self.posterior["name"] += [name] * len(density)
