@@ -10,6 +10,7 @@ import copy
 import datetime
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -507,16 +508,22 @@ class ABCSMC:
         return history
 
     def _dashboard_reporter(self, history: History):
-        """A reporter to the ABC page of the sampler's Dask dashboard, if there is one."""
-        client = getattr(self.sampler, "client", None)
-        if client is None or not config.get("dashboard.enabled"):
+        """A reporter to the ABC page of a Dask dashboard: the sampler's client's, else the
+        current client's (any sampler), else None."""
+        if not config.get("dashboard.enabled"):
             return None
+        client = getattr(self.sampler, "client", None)  # may start the embedded cluster
+        if "distributed" not in sys.modules:
+            return None  # no Dask client can exist without distributed imported
         from distributed import Client
 
         from .dashboard import DashboardReporter
 
         if not isinstance(client, Client):
-            return None
+            try:
+                client = Client.current()
+            except ValueError:
+                return None
         return DashboardReporter(client, f"run {history.id} of {history.db}")
 
     def _close_journal(self) -> None:

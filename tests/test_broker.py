@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -403,6 +404,7 @@ def test_manager_info_and_stop(backend, tmp_path):
             if out.startswith("Workers=1 "):
                 seen.append(out)
                 assert "Evaluations per worker: " in out.splitlines()[-1]
+                assert re.search(r"\(generation -?\d+(, acceptance rate [\d.]+%)?, epsilon ", out)
             time.sleep(0.1)
 
     thread = threading.Thread(target=watch)

@@ -101,3 +101,23 @@ def test_state_from_events():
                                          "p": [0.25, 0.75]}
     assert state.posterior == {"name": ["a: x"] * 2, "left": [0.0, 1.0], "right": [1.0, 2.0],
                                "density": [0.5, 0.5]}
+
+
+def test_any_sampler_reports_to_the_current_clients_dashboard(client, tmp_path):
+    """A run without Dask sampling (here single-core) still shows on the page of the
+    session's Dask client."""
+    base = client.dashboard_link.rsplit("/", 1)[0]
+    smc = abc.ABCSMC(slow_model, abc.Distribution(theta=abc.RV("norm", 0, 3)),
+                     population_size=50, seed=4, sampler=abc.sampler.SingleCoreSampler())
+    db = tmp_path / "single.db"
+    smc.new(f"sqlite:///{db}", {"y": 1.0})
+    smc.run(max_nr_populations=2).close()
+
+    def latest():
+        status = json.loads(get(base, "/abc/data/status"))
+        return status["run"][0], status["generation"][0], status["accepted"][0]
+
+    deadline = time.monotonic() + 30
+    while latest() != (f"run 1 of sqlite:///{db}", 1, 50):  # events arrive asynchronously
+        assert time.monotonic() < deadline, latest()
+        time.sleep(0.1)

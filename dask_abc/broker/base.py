@@ -43,8 +43,9 @@ class Broker:
     def release(self, owner: str) -> None:
         return self._call("release", owner)
 
-    def start_generation(self, token: str, t: int, n: int, spec: bytes) -> None:
-        return self._call("start_generation", token, t, n, spec)
+    def start_generation(self, token: str, t: int, n: int, spec: bytes,
+                         epsilon: float | None = None) -> None:
+        return self._call("start_generation", token, t, n, spec, epsilon)
 
     def add_ranges(self, token: str, ranges: list[tuple[int, int]]) -> None:
         return self._call("add_ranges", token, ranges)

@@ -142,6 +142,8 @@ def _info_line(status: dict | None) -> str:
         return "Workers=None Evaluations=None Acceptances=None/None"
     rate = (f", acceptance rate {status['acceptances'] / status['evaluations']:.1%}"
             if status["evaluations"] else "")
+    if status.get("epsilon") is not None:
+        rate += f", epsilon {status['epsilon']:.4g}"
     per_worker = ", ".join(f"{name}: {count}" for name, count in
                            sorted(status.get("per_worker", {}).items()))
     return (f"Workers={status['workers']} Evaluations={status['evaluations']} "

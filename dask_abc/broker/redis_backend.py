@@ -79,7 +79,7 @@ end
 for _, w in ipairs(redis.call('HKEYS', P .. ':workers')) do redis.call('DEL', lease_key(w)) end
 redis.call('DEL', P .. ':queue', P .. ':results', P .. ':returned', P .. ':requeued',
            P .. ':counters')
-redis.call('HSET', P .. ':gen', 'token', ARGV[2], 't', ARGV[3], 'n', ARGV[4])
+redis.call('HSET', P .. ':gen', 'token', ARGV[2], 't', ARGV[3], 'n', ARGV[4], 'epsilon', ARGV[6])
 redis.call('SET', P .. ':spec', ARGV[5])
 """,
     # ARGV: P, token, range...
@@ -227,6 +227,10 @@ class RedisBroker(Broker):
         rest = self.redis.lpop(key, 100_000) or []
         return [first[1], *rest]
 
+    def start_generation(self, token, t, n, spec, epsilon=None):
+        self._call("start_generation", token, t, n, spec,
+                   "" if epsilon is None else repr(float(epsilon)))
+
     def requeue_lost(self, token, lease_seconds):
         return [_range(r) for r in self._call("requeue_lost", token, lease_seconds)]
 
@@ -246,6 +250,7 @@ class RedisBroker(Broker):
                 "acceptances": int(counters.get(b"acceptances", 0)),
                 "n": int(gen["n"]) if "n" in gen else None,
                 "t": int(gen["t"]) if "t" in gen else None,
+                "epsilon": float(gen["epsilon"]) if gen.get("epsilon") else None,
                 "running": "token" in gen, "owner": owner.decode() if owner else None,
                 "stop": bool(stop),
                 "per_worker": {k.decode(): int(v) for k, v in per_worker.items()}}

@@ -55,6 +55,7 @@ class BrokerState:
         self.token: str | None = None
         self.t: int | None = None
         self.n: int | None = None
+        self.epsilon: float | None = None
         self.spec_data: bytes | None = None
         self.queue: deque[tuple[int, int]] = deque()
         self.returned: set[int] = set()  # starts of ranges whose result arrived
@@ -81,8 +82,10 @@ class BrokerState:
             self.owner = None
             self.finish_generation(self.token)
 
-    def start_generation(self, token: str, t: int, n: int, spec: bytes) -> None:
+    def start_generation(self, token: str, t: int, n: int, spec: bytes,
+                         epsilon: float | None = None) -> None:
         self.token, self.t, self.n, self.spec_data = token, t, n, spec
+        self.epsilon = epsilon
         self.queue.clear()
         self.returned.clear()
         self.requeued.clear()
@@ -145,6 +148,7 @@ class BrokerState:
         """Counters for monitoring (``dask-abc-manager info``)."""
         return {"workers": len(self.workers), "evaluations": self.evaluations,
                 "acceptances": self.acceptances, "n": self.n, "t": self.t,
+                "epsilon": self.epsilon,
                 "running": self.token is not None, "owner": self.owner,
                 "stop": self.stop_requested,
                 "per_worker": {k: w.evaluations for k, w in self.workers.items()}}

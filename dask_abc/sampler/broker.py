@@ -80,7 +80,7 @@ class BrokerSampler(Sampler):
         ttl = float(config.get("broker.master-ttl"))
         self._acquire(broker, ttl)
         token = uuid.uuid4().hex
-        broker.start_generation(token, spec.t, collector.n, cloudpickle.dumps(spec))
+        broker.start_generation(token, spec.t, collector.n, cloudpickle.dumps(spec), spec.eps)
         outstanding: dict[int, int] = {}  # start -> count, queued or leased
         handed_out = 0
 
