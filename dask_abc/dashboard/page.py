@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .plugin import GENERATION_FIELDS
 
 POLL_MS = 1000
@@ -42,12 +44,21 @@ setInterval(poll, interval);
 """
 
 
-def page_html() -> str:
-    """The whole page, BokehJS inline (it works without network access)."""
+def page_html(parameters: Sequence[str] = ()) -> str:
+    """The whole page, BokehJS inline (it works without network access), with a
+    posterior histogram for each of ``parameters`` ("model: parameter")."""
     from bokeh.document import Document
     from bokeh.embed import file_html
     from bokeh.layouts import column, gridplot
-    from bokeh.models import ColumnDataSource, CustomJS, DataTable, Div, TableColumn
+    from bokeh.models import (
+        CDSView,
+        ColumnDataSource,
+        CustomJS,
+        DataTable,
+        Div,
+        GroupFilter,
+        TableColumn,
+    )
     from bokeh.palettes import Category10_10
     from bokeh.plotting import figure
     from bokeh.resources import INLINE
@@ -87,10 +98,16 @@ def page_html() -> str:
                                         ("ranges running", "@running")], y_axis_label="worker")
     p.hbar(y="index", right="evaluations", height=0.7, source=workers)
     plots.append(p)
-    p = figure(title="Posterior marginals, last generation (all parameters)",
-               name="abc-posterior", tools="pan,wheel_zoom,reset,save,hover")
-    p.quad(left="left", right="right", top="density", bottom=0, source=posterior, alpha=0.5)
-    plots.append(p)
+    # one histogram per parameter known when the page is opened (all in one before that)
+    for name in parameters or [None]:
+        view = CDSView() if name is None else CDSView(filter=GroupFilter(column_name="name",
+                                                                          group=name))
+        p = figure(title=f"Posterior, {name}" if name else "Posterior marginals",
+                   name=f"abc-posterior-{name}" if name else "abc-posterior",
+                   tools="pan,wheel_zoom,reset,save,hover")
+        p.quad(left="left", right="right", top="density", bottom=0, source=posterior,
+               view=view, alpha=0.6)
+        plots.append(p)
     generation_table = DataTable(
         source=generations, height=220, index_position=None, sizing_mode="stretch_width",
         columns=[TableColumn(field=f, title=f) for f in GENERATION_FIELDS])

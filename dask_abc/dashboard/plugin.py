@@ -122,7 +122,7 @@ class _Page(web.RequestHandler):
     def get(self):
         from .page import page_html
 
-        self.write(page_html())
+        self.write(page_html(list(dict.fromkeys(self.state.posterior["name"]))))
 
 
 class ABCDashboardPlugin(SchedulerPlugin):
