@@ -15,7 +15,7 @@ matplotlib Axes (:func:`plot_kde_matrix` a 2d array of them) and, given
 
 Examples
 --------
-With a History ``history`` (not run here)::
+From stored runs (not run here)::
 
     import dask_abc.visualization as viz
     ax = viz.plot_kde_1d(history, "theta", refval={"theta": 1.0})

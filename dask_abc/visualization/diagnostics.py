@@ -61,7 +61,7 @@ def plot_epsilons(histories, labels=None, colors=None, yscale="log", title="Epsi
 
     Examples
     --------
-    With a History ``history`` (not run here)::
+    From stored runs (not run here)::
 
         plot_epsilons([history1, history2], labels=["median", "quantile 0.3"])
     """
@@ -102,7 +102,7 @@ def plot_sample_numbers(histories, labels=None, rotation=0, title="Required samp
 
     Examples
     --------
-    With a History ``history`` (not run here)::
+    From stored runs (not run here)::
 
         plot_sample_numbers([history1, history2], rotation=45)
     """
@@ -162,7 +162,7 @@ def plot_acceptance_rates_trajectory(histories, labels=None, rotation=0,
 
     Examples
     --------
-    With a History ``history`` (not run here)::
+    From stored runs (not run here)::
 
         plot_acceptance_rates_trajectory(history, yscale="log")
     """
@@ -209,7 +209,7 @@ def plot_effective_sample_sizes(histories, labels=None, rotation=0,
 
     Examples
     --------
-    With a History ``history`` (not run here)::
+    From stored runs (not run here)::
 
         plot_effective_sample_sizes([history1, history2], relative=True)
     """

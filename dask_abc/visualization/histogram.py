@@ -50,7 +50,7 @@ def plot_histogram_1d(history, x, m=0, t=None, xmin=None, xmax=None, ax=None, si
 
     Examples
     --------
-    With a History ``history`` (not run here)::
+    From stored runs (not run here)::
 
         plot_histogram_1d(history, "theta", bins=30, refval={"theta": 1.0})
     """

@@ -185,7 +185,7 @@ def plot_kde_1d_highlevel(history, x, m=0, t=None, xmin=None, xmax=None, numx=50
 
     Examples
     --------
-    With a History ``history`` (not run here)::
+    From stored runs (not run here)::
 
         plot_kde_1d_highlevel(history, "theta", t=0, refval={"theta": 1.0})
     """
@@ -249,7 +249,7 @@ def plot_kde_2d_highlevel(history, x, y, m=0, t=None, xmin=None, xmax=None, ymin
 
     Examples
     --------
-    With a History ``history`` (not run here)::
+    From stored runs (not run here)::
 
         plot_kde_2d_highlevel(history, "a", "b", colorbar=False)
     """
@@ -363,7 +363,7 @@ def plot_kde_matrix_highlevel(history, m=0, t=None, limits=None, colorbar=True, 
 
     Examples
     --------
-    With a History ``history`` (not run here)::
+    From stored runs (not run here)::
 
         plot_kde_matrix_highlevel(history, t=2, refval={"a": 0.5, "b": 1.0})
     """

@@ -30,7 +30,7 @@ def plot_model_probabilities(history, rotation=0, title="Model probabilities", a
 
     Examples
     --------
-    With a History ``history`` (not run here)::
+    From stored runs (not run here)::
 
         plot_model_probabilities(history)
     """
