@@ -11,6 +11,15 @@ from .storage import History
 
 #: Bins of the posterior histograms.
 BINS = 30
+#: The per-generation columns plotted here and on the dashboard's ABC page, and titles.
+GENERATION_METRICS = [("epsilon", "Epsilon"), ("acceptance_rate", "Acceptance rate"),
+                      ("ess", "Effective sample size"), ("samples", "Evaluations"),
+                      ("seconds", "Wall time (s)")]
+
+
+def axis_type(column: str) -> str:
+    """Epsilon decays geometrically: a log axis; the others are linear."""
+    return "log" if column == "epsilon" else "linear"
 
 
 def report(db: str | os.PathLike | History, out: str | os.PathLike | None = None,
@@ -87,15 +96,11 @@ def _generation_plots(history: History) -> list:
         return []
     t = info["t"].to_numpy()
     plots = []
-    for column, name, kind in [("epsilon", "Epsilon", "log"),
-                               ("acceptance_rate", "Acceptance rate", "linear"),
-                               ("ess", "Effective sample size", "linear"),
-                               ("samples", "Evaluations", "bar"),
-                               ("seconds", "Wall time (s)", "bar")]:
-        p = figure(title=name, x_axis_label="generation", y_axis_type="log" if kind == "log"
-                   else "linear", tools="pan,wheel_zoom,box_zoom,reset,save,hover")
+    for column, name in GENERATION_METRICS:
+        p = figure(title=name, x_axis_label="generation", y_axis_type=axis_type(column),
+                   tools="pan,wheel_zoom,box_zoom,reset,save,hover")
         y = info[column].to_numpy(dtype=float)
-        if kind == "bar":
+        if column in ("samples", "seconds"):  # amounts: bars
             p.vbar(x=t, top=y, width=0.8)
         else:
             p.line(t, y)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..report import GENERATION_METRICS, axis_type
 from .plugin import GENERATION_FIELDS
 
 POLL_MS = 1000
@@ -76,12 +77,8 @@ def page_html(parameters: Sequence[str] = ()) -> str:
 
     counter = Div(name="abc-counter", text="waiting for a run", styles={"font-size": "115%"})
     plots = []
-    for field, title, axis in [("epsilon", "Epsilon", "log"),
-                               ("acceptance_rate", "Acceptance rate", "linear"),
-                               ("ess", "Effective sample size", "linear"),
-                               ("samples", "Evaluations", "linear"),
-                               ("seconds", "Wall time (s)", "linear")]:
-        p = figure(title=title, y_axis_type=axis, x_axis_label="generation",
+    for field, title in GENERATION_METRICS:
+        p = figure(title=title, y_axis_type=axis_type(field), x_axis_label="generation",
                    name=f"abc-{field}", tools="pan,wheel_zoom,reset,save,hover")
         p.line("t", field, source=generations)
         p.scatter("t", field, source=generations, size=6)
