@@ -148,21 +148,115 @@ def test_killed_and_retired_workers_change_nothing(reference, tmp_path):
     assert_histories_equal(history, reference)
 
 
-def test_a_crashing_simulator_ends_the_run_with_its_parameters(tmp_path):
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+@pytest.mark.parametrize("batch_size, allowed_failures, retries", [(1, 1, 1), (5, 0, 0)])
+def test_a_crashing_simulator_ends_the_run_with_its_parameters(batch_size, allowed_failures,
+                                                                retries, tmp_path):
+    """The error names one index whose parameter crashes, never a range that only waited on
+    a dying worker; with ranges of 5 the crashing index is isolated by bisection."""
+    # a worker that crash-loops is often mid-restart when the LocalCluster checks, 15 s
+    # after each death, whether it came back; it would then close its nanny for good
+    with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures,
+                          "distributed.deploy.lost-worker-timeout": "1h",
+                          "abc.dask.killed-worker-retries": retries}):
         with local_cluster() as cluster, Client(cluster) as c:
             flag = tmp_path / "crash-now"
-            smc, history = run(DaskDistributedSampler(c, batch_size=1), tmp_path,
+            smc, history = run(DaskDistributedSampler(c, batch_size=batch_size), tmp_path,
                                model=crashing_model(str(flag)), generations=2)
             flag.touch()
             with pytest.raises(SamplerError) as info:
                 smc.run(max_nr_populations=2)
     message = str(info.value)
-    assert "killed workers" in message and "theta" in message
+    assert "killed workers" in message and "evaluating index " in message
+    assert f"({retries + 1}x, Attempted to run task" in message
+    assert message.count("'theta': ") == 1
     theta = float(message.split("'theta': ")[1].split("}")[0])
     assert theta > 2
     assert abc.History(history.db).n_populations == 2
     assert history.stop_reason.startswith("failed: SamplerError")
+
+
+def killed_by_the_test(flags):
+    """``slow_model``; but the first evaluation to claim a file of ``flags`` writes its
+    process's PID to ``<flag>.pid`` and waits there to be killed."""
+
+    def model(parameter):
+        for flag in flags:
+            try:
+                os.rename(flag, flag + ".claimed")  # atomic: one evaluation claims it
+            except FileNotFoundError:
+                continue
+            with open(flag + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.rename(flag + ".tmp", flag + ".pid")
+            time.sleep(120)
+            break
+        return slow_model(parameter)
+
+    return model
+
+
+def test_sigkilled_workers_never_fail_the_run(reference, tmp_path):
+    """Worker jobs killed mid-generation (scancel, a walltime) while they evaluate: with
+    ``allowed-failures`` 0 Dask ends every range on them in KilledWorker, the running one and
+    those only queued there. The suspects are evaluated alone and the History is the same."""
+    flags = [str(tmp_path / f"kill-{i}") for i in range(2)]
+    killed = []
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with local_cluster() as cluster, Client(cluster) as c:
+            smc, history = run(DaskDistributedSampler(c, batch_size=5), tmp_path,
+                               model=killed_by_the_test(flags), generations=2)
+            done = threading.Event()
+
+            def saboteur():
+                for flag in flags:
+                    while not os.path.exists(flag + ".pid"):
+                        if done.wait(0.01):
+                            return
+                    with open(flag + ".pid") as f:
+                        pid = int(f.read())
+                    if pid in c.run(os.getpid, on_error="ignore").values():
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append(pid)
+
+            thread = threading.Thread(target=saboteur)
+            for flag in flags:
+                open(flag, "w").close()
+            thread.start()
+            try:
+                smc.run(max_nr_populations=2)
+            finally:
+                done.set()
+                thread.join()
+    assert len(set(killed)) == 2
+    assert_histories_equal(history, reference)
+
+
+def return_one_unless(flag):
+    if os.path.exists(flag):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return 1
+
+
+def test_a_lost_result_whose_recomputation_fails_is_reported(tmp_path):
+    """A finished range whose worker dies before its result is gathered is recomputed; if the
+    recomputation fails, that is its outcome. (``as_completed(with_results=True)`` never
+    yields such a future: a run hung.)"""
+    from distributed import KilledWorker
+
+    from dask_abc.sampler.dask_distributed import _Outcomes
+
+    flag = tmp_path / "crash-now"
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with local_cluster() as cluster, Client(cluster, set_as_default=False) as c:
+            future = c.submit(return_one_unless, str(flag), pure=False)
+            assert future.result() == 1  # finished; the worker keeps it for the client
+            holder = c.run(os.getpid, workers=list(c.who_has(future)[future.key]))
+            flag.touch()  # so that its recomputation kills a worker too
+            os.kill(next(iter(holder.values())), signal.SIGKILL)
+            outcomes = _Outcomes(c)
+            outcomes.track([future])
+            done, result, error = outcomes.next(timeout=120)
+    assert done is future and result is None and isinstance(error, KilledWorker)
 
 
 def test_adaptive_cluster_scales_up_from_zero(tmp_path, reference):

@@ -73,6 +73,23 @@ class BatchController:
         share = math.ceil(unclaimed / max(tasks, 1))
         return max(1, floor, min(target, share, int(self._config("max-batch-size"))))
 
+    def queued_tasks(self, collector: SampleCollector, hint, seconds: float) -> int:
+        """Target-sized ranges that hold up to ``seconds`` of the generation's expected
+        remaining work (0 until the time per evaluation is known).
+
+        Examples
+        --------
+        >>> controller = BatchController(prefix="dask")
+        >>> controller.queued_tasks(SampleCollector(10), hint=0.5, seconds=10.0)
+        0
+        """
+        per_eval = self.seconds_per_evaluation
+        if per_eval is None or seconds <= 0:
+            return 0
+        remaining = evaluations_still_needed(collector, hint) * max(per_eval, 1e-9)
+        task = max(self._config("target-task-seconds"), per_eval)
+        return math.ceil(min(remaining, seconds) / task)
+
     def ranges(self, collector: SampleCollector, handed_out: int, in_flight: int, window: int,
                hint) -> list[tuple[int, int]]:
         """New ``(start, count)`` ranges from ``handed_out`` on, until ``window`` ranges
