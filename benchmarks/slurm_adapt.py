@@ -96,7 +96,7 @@ def main() -> None:
         summary[case] = {key: statistics.median(r[key] for r in rows)
                          for key in ("wall", "first_generation_s", "efficiency")}
         print(f"median {case}: " + ", ".join(f"{k} {v:.3f}" for k, v in summary[case].items()))
-    out = HERE / "slurm_results.json"
+    out = HERE / "reference" / "slurm_results.json"
     out.write_text(json.dumps({"results": results, "median": summary}, indent=1))
     print(f"wrote {out}")
 
