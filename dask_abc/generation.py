@@ -22,6 +22,7 @@ from .distance import Distance
 from .model import Model, ModelError
 from .parameters import Parameter
 from .random_variables import Distribution
+from .reproducibility import draws_from_global_state
 from .sumstat import SumStatError, SumStatLayout
 from .transition import ModelPerturbationKernel, Transition
 
@@ -98,6 +99,10 @@ class GenerationSpec:
         Statistics, distance to the flat observed vector ``x0``, the threshold.
     record_all_sum_stats : bool
         Return the statistics of every evaluation, not only of accepted ones.
+    global_rng_models : tuple of str, optional
+        Names of the models that draw from numpy's global random state, as found
+        by :meth:`check`; None if not known (see
+        :meth:`models_drawing_from_global_state`).
     """
 
     t: int
@@ -115,6 +120,7 @@ class GenerationSpec:
     eps: float
     acceptor: Acceptor
     record_all_sum_stats: bool = False
+    global_rng_models: tuple[str, ...] | None = None
     names: list = field(init=False, repr=False)
     max_dim: int = field(init=False, repr=False)
     streams: rng.IndexStreams = field(init=False, repr=False)
@@ -308,16 +314,36 @@ class GenerationSpec:
 
     # -- pre-flight ----------------------------------------------------------
 
-    def check(self) -> None:
+    def check(self) -> tuple[str, ...]:
         """Run every model once on a prior sample and check its output.
 
         Raises a clear error before sampling starts: a parameter the model
         asks for that its prior does not define, statistics that do not match
         the observed data, a distance that is not a number. Numpy's global
-        random state is left as it was.
+        random state is left as it was. Returns the names of the models that
+        draw from numpy's global random state (see
+        :mod:`dask_abc.reproducibility`).
         """
+        return self._preflight(validate=True)
+
+    def models_drawing_from_global_state(self) -> tuple[str, ...]:
+        """Names of the models that draw from numpy's global random state, which the
+        threads of a process share.
+
+        Known from :meth:`check` if it ran for this setup, else found here by running
+        each model once; call it where no other thread of this process simulates.
+        """
+        if self.global_rng_models is None:
+            object.__setattr__(self, "global_rng_models", self._preflight(validate=False))
+        return self.global_rng_models
+
+    def _preflight(self, validate: bool) -> tuple[str, ...]:
+        """Run each model once on a prior sample (the check's key, t = -2); with
+        ``validate`` raise on a bad setup. The names of models that moved numpy's
+        freshly seeded global random state."""
         streams = rng.IndexStreams(self.seed, -2)
         state = np.random.get_state()
+        global_rng = []
         try:
             for j, model in enumerate(self.models):
                 idx = np.array([j], dtype=np.int64)
@@ -325,16 +351,21 @@ class GenerationSpec:
                 if self.priors[j].dim:
                     theta[0, : self.priors[j].dim] = self.priors[j].ppf_matrix(
                         streams.uniforms(idx, rng.PRIOR, self.priors[j].dim))[0]
+                seed = int(streams.seeds(idx)[0])
                 try:
                     if model.vectorized:
                         x = self.simulate_batch(j, theta, idx, streams)[0]
                     else:
-                        x = self.simulate(j, theta[0], int(streams.seeds(idx)[0]), -1)
+                        x = self.simulate(j, theta[0], seed, -1)
+                        if draws_from_global_state(seed):
+                            global_rng.append(model.name)
                 except ModelError as e:
                     raise _explain_model_error(e, self.names[j]) from e.__cause__
                 except SumStatError as e:
                     raise SumStatError(f"{e} (parameter {dict(self.parameter(j, theta[0]))})") \
                         from None
+                if not validate:
+                    continue
                 d = self.distance.batch(x[None, :], self.x0, max(self.t, 0))
                 if not np.isfinite(d[0]) and not np.isposinf(d[0]):
                     raise ValueError(
@@ -344,6 +375,7 @@ class GenerationSpec:
                     )
         finally:
             np.random.set_state(state)
+        return tuple(dict.fromkeys(global_rng))
 
 
 def _name(obj) -> str:

@@ -178,6 +178,8 @@ class ABCSMC:
         self._journal: Journal | None = None
         self._progress = False
         self._reporter = None  # a dashboard.DashboardReporter during runs on Dask
+        # models that draw from numpy's global random state (None: not checked yet)
+        self._global_rng_models: tuple[str, ...] | None = None
 
     # -- setup -----------------------------------------------------------------
 
@@ -225,7 +227,7 @@ class ABCSMC:
             transitions=fitted or [None] * len(self.models),
             summary_statistics=self.summary_statistics, distance=self.distance_function,
             layout=self._layout, x0=self._x0, eps=eps, acceptor=self.acceptor,
-            record_all_sum_stats=record_all)
+            record_all_sum_stats=record_all, global_rng_models=self._global_rng_models)
 
     def _open(self, db) -> History:
         if isinstance(db, History):
@@ -246,7 +248,7 @@ class ABCSMC:
         if self.seed is None:
             self.seed = int(np.random.SeedSequence().entropy % 2**63)
         self._configure(observed_sum_stat)
-        self._spec(-1, np.inf, None, False).check()
+        self._global_rng_models = self._spec(-1, np.inf, None, False).check()
         description = self._describe_setup()
         history = self._open(db)
         history.create_run(
@@ -295,7 +297,7 @@ class ABCSMC:
                         else history.observed_sum_stat())
         # the preflight simulation of new() only for a setup not known to have passed it
         if setup != "trust" and not self._check_setup(history, setup == "ignore"):
-            self._spec(-1, np.inf, None, False).check()
+            self._global_rng_models = self._spec(-1, np.inf, None, False).check()
         self.history, self._population = history, None
         if history.max_t >= 0:
             self._restore(history)

@@ -18,10 +18,15 @@ class BatchController:
     acceptance rate from the running generation. A range is at most an even
     share of the evaluations still expected beyond those already handed out,
     split over the tasks in flight, so batches shrink as the generation nears
-    its n-th acceptance and the excess stays small; but no task is shorter
-    than ``min-task-seconds``, below which Dask's round trip costs more than
-    the excess it saves. With a fixed integer
+    its n-th acceptance and the excess stays small (guided self-scheduling);
+    but no task is shorter than ``min-task-seconds``, below which Dask's round
+    trip costs more than the excess it saves. With a fixed integer
     ``batch_size`` every range has that size.
+
+    Tasks get longer as the cluster grows: with ``slots`` busy slots, a task
+    lasts at least ``slots / max-task-rate`` seconds, so that the engine (the
+    Dask scheduler, a coordinator) handles at most ``max-task-rate`` tasks per
+    second in the bulk of a generation, whether 2 or 10,000 slots work.
 
     Parameters
     ----------
@@ -57,15 +62,31 @@ class BatchController:
     def seconds_per_evaluation(self) -> float | None:
         return self.seconds / self.evaluated if self.evaluated else None
 
-    def size(self, collector: SampleCollector, handed_out: int, tasks: int, hint) -> int:
-        """The next range size, with ``tasks`` ranges to be in flight at once."""
+    def task_seconds(self, slots: int = 1) -> float:
+        """The work per task in the bulk of a generation on ``slots`` slots.
+
+        Examples
+        --------
+        >>> import dask
+        >>> with dask.config.set({"abc.dask.target-task-seconds": 0.3,
+        ...                       "abc.dask.max-task-rate": 200}):
+        ...     BatchController().task_seconds(2), BatchController().task_seconds(1000)
+        (0.3, 5.0)
+        """
+        return max(self._config("target-task-seconds"),
+                   max(slots, 1) / self._config("max-task-rate"))
+
+    def size(self, collector: SampleCollector, handed_out: int, tasks: int, hint,
+             slots: int = 1) -> int:
+        """The next range size, with ``tasks`` ranges to be in flight at once on
+        ``slots`` slots."""
         if self.batch_size != "auto":
             return self.batch_size
         per_eval = self.seconds_per_evaluation
         if per_eval is None:
             return int(self._config("initial-batch-size"))
         per_eval = max(per_eval, 1e-9)
-        target = int(self._config("target-task-seconds") / per_eval)
+        target = int(self.task_seconds(slots) / per_eval)
         # below this a task costs more in round trips than its excess would
         floor = int(self._config("min-task-seconds") / per_eval)
         expected = evaluations_still_needed(collector, hint)
@@ -91,12 +112,13 @@ class BatchController:
         return math.ceil(min(remaining, seconds) / task)
 
     def ranges(self, collector: SampleCollector, handed_out: int, in_flight: int, window: int,
-               hint) -> list[tuple[int, int]]:
+               hint, slots: int = 1) -> list[tuple[int, int]]:
         """New ``(start, count)`` ranges from ``handed_out`` on, until ``window`` ranges
-        are in flight (never beyond ``collector.max_eval``, never over evaluated ones)."""
+        are in flight (never beyond ``collector.max_eval``, never over evaluated ones), for
+        ``slots`` slots."""
         new: list[tuple[int, int]] = []
         while in_flight + len(new) < window and handed_out < collector.max_eval:
-            size = self.size(collector, handed_out, window, hint)
+            size = self.size(collector, handed_out, window, hint, slots)
             start, count = collector.fit_range(handed_out, size)
             if count:
                 new.append((start, count))
