@@ -35,3 +35,47 @@ def assert_histories_equal(h1, h2):
         for key in a:
             assert np.array_equal(a[key], b[key], equal_nan=True), (t, key)
     assert h1.get_model_probabilities().equals(h2.get_model_probabilities())
+
+
+class SleepingModel:
+    """y ~ N(theta, 1) from the ``rng`` it is given, after sleeping ``seconds`` (which
+    releases the GIL, as an external simulator does).
+
+    Each simulation appends its start and end time to a file of its process and thread
+    in ``directory``, so :func:`peak_concurrency` can tell afterwards how many ran at
+    once, across threads and processes (the model is pickled by reference: its workers
+    need this directory on their ``PYTHONPATH``).
+    """
+
+    __name__ = "sleeping_model"
+
+    def __init__(self, directory, seconds: float):
+        self.directory, self.seconds = str(directory), seconds
+
+    def __call__(self, parameter, rng):
+        import os
+        import threading
+        import time
+
+        start = time.time()
+        time.sleep(self.seconds)
+        path = os.path.join(self.directory, f"{os.getpid()}-{threading.get_ident()}.log")
+        with open(path, "a") as log:
+            log.write(f"{start} {time.time()}\n")
+        return {"y": parameter["theta"] + rng.normal()}
+
+
+def peak_concurrency(directory) -> int:
+    """The most simulations of a :class:`SleepingModel` that ran at the same time."""
+    from pathlib import Path
+
+    events = []
+    for path in Path(directory).glob("*.log"):
+        for line in path.read_text().splitlines():
+            start, end = map(float, line.split())
+            events += [(start, 1), (end, -1)]
+    running = peak = 0
+    for _, step in sorted(events):  # an end before a start at the same instant
+        running += step
+        peak = max(peak, running)
+    return peak
