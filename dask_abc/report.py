@@ -22,6 +22,38 @@ def axis_type(column: str) -> str:
     return "log" if column == "epsilon" else "linear"
 
 
+# numbers as people read them: counts with thousands separators, rates in percent,
+# everything else to 4 significant digits (epsilon spans orders of magnitude)
+_COUNT = {"t", "samples", "evaluations_performed"}
+_PERCENT = {"acceptance_rate"}
+_TITLES = {"t": "generation", "samples": "evaluations", "ess": "ESS",
+           "evaluations_performed": "evaluations performed",
+           "acceptance_rate": "acceptance rate"}
+SIGNIFICANT = '<%= typeof value === "number" ? +value.toPrecision(4) : value %>'
+PERCENT = '<%= typeof value === "number" ? +(100 * value).toPrecision(3) + "%" : value %>'
+
+
+def table_column(field: str):
+    """A bokeh ``TableColumn`` of the generations table (here and on the ABC page),
+    formatted for reading.
+
+    Examples
+    --------
+    >>> table_column("acceptance_rate").title
+    'acceptance rate'
+    >>> table_column("epsilon").formatter.template == SIGNIFICANT
+    True
+    """
+    from bokeh.models import HTMLTemplateFormatter, NumberFormatter, TableColumn
+
+    if field in _COUNT:
+        formatter = NumberFormatter(format="0,0")
+    else:
+        formatter = HTMLTemplateFormatter(template=PERCENT if field in _PERCENT
+                                          else SIGNIFICANT)
+    return TableColumn(field=field, title=_TITLES.get(field, field), formatter=formatter)
+
+
 def report(db: str | os.PathLike | History, out: str | os.PathLike | None = None,
            abc_id: int | None = None, title: str | None = None) -> Path:
     """Write a self-contained HTML page (BokehJS inline, no network needed) of a finished or
@@ -141,10 +173,10 @@ def _posterior_plots(history: History) -> list:
 
 
 def _table(history: History):
-    from bokeh.models import ColumnDataSource, DataTable, TableColumn
+    from bokeh.models import ColumnDataSource, DataTable
 
     info = history.get_generation_info()
-    columns = [TableColumn(field=c, title=c) for c in info.columns]
+    columns = [table_column(c) for c in info.columns]
     source = ColumnDataSource({c: info[c].to_numpy() for c in info.columns})
     return DataTable(source=source, columns=columns, height=260,
                      sizing_mode="stretch_width")

@@ -14,6 +14,7 @@ import pytest
 from distributed import Client, LocalCluster
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 
 import dask_abc as abc
 from dask_abc.report import report
@@ -35,6 +36,33 @@ function count(root) {
 }
 return count(document);
 """
+# the text of every table cell (bokeh's DataTables render into shadow roots)
+CELLS = """
+function cells(root, out) {
+  for (const el of root.querySelectorAll('.slick-cell')) out.push(el.textContent.trim());
+  for (const el of root.querySelectorAll('*')) if (el.shadowRoot) cells(el.shadowRoot, out);
+  return out;
+}
+return cells(document, []);
+"""
+TITLES = """
+if (!window.Bokeh || !Bokeh.documents.length || !Bokeh.documents[0].roots().length) return null;
+return Array.from(Bokeh.documents[0].all_models).filter(m => m.type === 'Title').map(m => m.text);
+"""
+# the legend items of a named figure, as their labels' specs
+LEGEND = """
+const p = Bokeh.documents[0].get_model_by_name(arguments[0]);
+return [...p.center, ...p.right, ...p.left, ...p.above, ...p.below]
+  .filter(m => m.type === 'Legend')
+  .map(l => l.items.map(i => JSON.stringify(i.label)));
+"""
+
+
+def unformatted(cells: list[str]) -> list[str]:
+    """The cells that show a float with more than 4 significant digits
+    (1.5645795116456955 rather than 1.565)."""
+    return [c for c in cells for number in re.findall(r"\d+\.\d+", c)
+            if len(number.replace(".", "").lstrip("0")) > 4]
 
 
 def slow_model(p):
@@ -113,6 +141,43 @@ def test_abc_page_in_a_browser_during_a_run(browser, tmp_path):
         wait_for(lambda: len(browser.execute_script(COLUMN, "abc-epsilon", "t")) > points)
         browser.save_screenshot(str(ARTIFACTS / "abc-page.png"))
         assert done.wait(180) and not errors
+        assert not severe_console_messages(browser)
+
+        # the dashboard's menu leads to the page, which now names each posterior's model
+        browser.get(base + "/status")
+        link = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, '.navbar a[href="abc"]'))
+        link[0].click()
+        titles = wait_for(lambda: browser.current_url.endswith("/abc")
+                          and browser.execute_script(TITLES))
+        assert "Posterior of theta (model slow_model)" in titles, titles
+        with abc.History(f"sqlite:///{tmp_path / 'run.db'}", create=False) as h:
+            info = h.get_generation_info()
+        # the generations table: epsilon to 4 significant digits, rates in percent
+        cells = wait_for(lambda: (c := browser.execute_script(CELLS)) and
+                         format(float(f"{info.epsilon.iloc[-1]:.4g}"), "g") in c and c)
+        assert cells and not unformatted(cells), cells
+        assert format(float(f"{100 * info.acceptance_rate.iloc[0]:.3g}"), "g") + "%" in cells
+        assert f"{info.samples.iloc[0]:,}" in cells
+        # the model probabilities have a legend, by model name
+        assert browser.execute_script(LEGEND, "abc-model-probabilities") == \
+            [['{"field":"name"}']]
+        assert set(browser.execute_script(COLUMN, "abc-model-probabilities", "name")) == \
+            {"slow_model"}
+        # the workers: one row per worker of this one-host cluster, slots busy of total
+        assert sorted(browser.execute_script(COLUMN, "abc-slowest", "slots")) == [1, 1]
+        assert "0/1" in cells
+
+        def rate_shown():
+            """The first worker's throughput, once the table shows its latest value."""
+            rate = browser.execute_script(COLUMN, "abc-slowest", "rate")
+            shown = rate and format(float(f"{rate[0]:.4g}"), "g")
+            return shown in browser.execute_script(CELLS) and rate[0]
+
+        # the throughput decays after the run, and the table follows it (bokeh redraws
+        # a table whose number of rows is unchanged only when told)
+        first_rate = wait_for(rate_shown)
+        wait_for(lambda: (rate := rate_shown()) and rate != first_rate)
+        browser.save_screenshot(str(ARTIFACTS / "abc-page-done.png"))
     assert (ARTIFACTS / "abc-page.png").stat().st_size > 10_000
     assert not severe_console_messages(browser)
 
@@ -131,14 +196,13 @@ def test_report_renders_in_a_browser(browser, tmp_path):
     page = report(f"sqlite:///{tmp_path / 'run.db'}", tmp_path / "report.html")
     browser.get_log("browser")  # start with an empty console
     browser.get(page.as_uri())
-    titles = wait_for(lambda: browser.execute_script(
-        "return Bokeh.documents.length && Bokeh.documents[0].roots().length && "
-        "Array.from(Bokeh.documents[0].all_models).filter(m => m.type === 'Title')"
-        ".map(m => m.text)"))
+    titles = wait_for(lambda: browser.execute_script(TITLES))
     assert "Epsilon" in titles
     assert any(t.startswith("slow_model: theta (mean") or t.startswith("model_b: mu (mean")
                for t in titles)
     figures = sum(1 for t in titles if t)
     assert wait_for(lambda: browser.execute_script(CANVASES) >= figures - 1)
+    cells = wait_for(lambda: browser.execute_script(CELLS))
+    assert cells and not unformatted(cells), cells
     browser.save_screenshot(str(ARTIFACTS / "report.png"))
     assert not severe_console_messages(browser)

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
+from collections import deque
 
 import numpy as np
 
 from .. import config
 from ..generation import BatchResult
+from ..report import BINS
 from .plugin import TOPIC, ABCDashboardPlugin
+
+logger = logging.getLogger("dask_abc")
 
 
 class DashboardReporter:
     """Send a run's progress to the ABC page of ``client``'s dashboard.
 
-    Events go through the client's batched stream to the scheduler (no round
-    trip); a status message at most every ``abc.dashboard.interval`` seconds.
+    Events are sent in order from the client's event loop; the master never waits
+    for them (``Client.log_event`` waits for the scheduler's answer, which costs
+    a loaded master a tenth of a second a call). A status message goes at most every
+    ``abc.dashboard.interval`` seconds; :meth:`close` waits briefly for what is
+    still on its way.
 
     Parameters
     ----------
@@ -28,6 +37,11 @@ class DashboardReporter:
 
     def __init__(self, client, run: str):
         self.client = client
+        self._pending: deque[dict] = deque()
+        self._lock = threading.Lock()
+        self._sending = False
+        self._idle = threading.Event()
+        self._idle.set()
         if ABCDashboardPlugin.name not in _plugins(client):
             client.register_plugin(ABCDashboardPlugin(), name=ABCDashboardPlugin.name)
         self.interval = float(config.get("dashboard.interval"))
@@ -35,7 +49,32 @@ class DashboardReporter:
         self._last = 0.0
 
     def _send(self, msg: dict) -> None:
-        self.client.log_event(TOPIC, msg)
+        with self._lock:
+            self._pending.append(msg)
+            if self._sending:
+                return
+            self._sending = True
+            self._idle.clear()
+        self.client.loop.add_callback(self._flush)
+
+    async def _flush(self) -> None:
+        """Send the pending events one after the other (in order), on the event loop."""
+        while True:
+            with self._lock:
+                if not self._pending:
+                    self._sending = False
+                    self._idle.set()
+                    return
+                msg = self._pending.popleft()
+            try:
+                await self.client.scheduler.log_event(topic=TOPIC, msg=msg)
+            except Exception as error:  # the page misses one update; the run goes on
+                logger.debug("the ABC page's event %s was not delivered: %r",
+                             msg.get("kind"), error)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Wait up to ``timeout`` seconds for the events still on their way."""
+        self._idle.wait(timeout)
 
     def generation_started(self, t: int, n: int, epsilon: float, restored=()) -> None:
         self.t, self.n, self.epsilon = t, n, float(epsilon)
@@ -70,19 +109,31 @@ class DashboardReporter:
 
     def generation_done(self, t: int, epsilon: float, samples: int, ess: float,
                         seconds: float, model_names, model_probabilities, posterior) -> None:
-        """A completed generation; ``posterior``: name -> (values, weights)."""
+        """A completed generation; ``posterior``: ``"model: parameter"`` -> (values,
+        weights)."""
         self.accepted = self.n
         self._status(force=True)
-        histograms = {}
+        histograms = []
         for name, (values, weights) in posterior.items():
-            density, edges = np.histogram(values, bins=30, weights=weights, density=True)
-            histograms[name] = (edges.tolist(), density.tolist())
+            density, edges = np.histogram(values, bins=BINS, weights=weights, density=True)
+            model, parameter = _model_and_parameter(name, model_names)
+            histograms.append({"model": model, "parameter": parameter,
+                               "edges": edges.tolist(), "density": density.tolist()})
         self._send({"kind": "generation", "t": t, "epsilon": _finite(epsilon),
                     "acceptance_rate": self.n / samples, "ess": float(ess),
                     "samples": int(samples), "seconds": float(seconds),
                     "model_probabilities": {name: float(p) for name, p in
                                             zip(model_names, model_probabilities)},
                     "posterior": histograms})
+
+
+def _model_and_parameter(name: str, model_names) -> tuple[str, str]:
+    """Split ``"model: parameter"`` at the model's name (which may hold ": " itself)."""
+    for model in sorted(model_names, key=len, reverse=True):
+        if name.startswith(f"{model}: "):
+            return model, name[len(model) + 2:]
+    model, _, parameter = name.partition(": ")
+    return model, parameter
 
 
 def _finite(x: float) -> float | None:
