@@ -26,6 +26,7 @@ from .model import FunctionModel as SimpleModel
 from .parameters import Parameter
 from .populationstrategy import ConstantPopulationSize
 from .random_variables import RV, BoundedRV, Distribution, LowerBoundDecorator, RVBase
+from .reproducibility import GlobalRandomStateWarning
 from .storage import DatabaseError, History, RunLockedError
 from .sumstat import SumStatError, identity
 from .transition import (
@@ -56,6 +57,7 @@ __all__ = [
     "FunctionDistance",
     "FunctionModel",
     "GenerationSpec",
+    "GlobalRandomStateWarning",
     "History",
     "ListEpsilon",
     "LocalTransition",

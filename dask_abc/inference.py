@@ -178,6 +178,9 @@ class ABCSMC:
         self._journal: Journal | None = None
         self._progress = False
         self._reporter = None  # a dashboard.DashboardReporter during runs on Dask
+        # the share of the calibration sample within eps(0): generation 0's expected
+        # acceptance rate, which samplers size their first ranges by
+        self._calibration_hint: float | None = None
         # models that draw from numpy's global random state (None: not checked yet)
         self._global_rng_models: tuple[str, ...] | None = None
 
@@ -375,6 +378,8 @@ class ABCSMC:
         self.distance_function.initialize(0, stats, self._x0)
         distances = self.distance_function.batch(stats, self._x0, 0)
         self.eps.initialize(0, distances, np.full(len(distances), 1 / len(distances)))
+        # generation 0 samples the prior too: its acceptance rate is about this share
+        self._calibration_hint = float(np.mean(distances <= self.eps(0))) or None
         if stored is None:
             if bar is not None:
                 bar.close(f"eps(0) = {self.eps(0):.4g}")
@@ -503,6 +508,8 @@ class ABCSMC:
             raise
         finally:
             self._close_journal()
+            if self._reporter is not None:
+                self._reporter.close()
             self.sampler.stop()
             history.release_lock()
         history.done(reason)
@@ -555,7 +562,8 @@ class ABCSMC:
         record_all = self.distance_function.requires_all_sum_stats
         spec = self._spec(t, eps, previous, record_all)
         sample, bar = self._sample(spec, n, max_eval,
-                                   previous.acceptance_rate if previous else None)
+                                   previous.acceptance_rate if previous
+                                   else self._calibration_hint)
         if not sample.complete:
             if bar is not None:
                 bar.close(f"stopped: {sample.n_accepted}/{n} accepted")

@@ -72,3 +72,27 @@ def warn_shared_global_state(models: Iterable[str], threads: int, where: str,
             f"fails). Give the model an `rng` argument and draw from it instead, e.g. "
             f"`def {name}(parameter, rng): ... rng.normal()`, or use single-threaded worker "
             "processes."), stacklevel=3)
+
+
+def pool_threads(pool) -> int:
+    """How many threads of this process ``pool`` simulates in: the workers of a
+    ``concurrent.futures.ThreadPoolExecutor`` or a ``multiprocessing.pool.ThreadPool``
+    (or of the pool a bound ``map`` belongs to); 1 for anything else (process pools,
+    clusters, the builtin ``map``).
+
+    Examples
+    --------
+    >>> from concurrent.futures import ThreadPoolExecutor
+    >>> with ThreadPoolExecutor(4) as pool:
+    ...     pool_threads(pool), pool_threads(pool.map), pool_threads(map)
+    (4, 4, 1)
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    from multiprocessing.pool import ThreadPool
+
+    pool = getattr(pool, "__self__", pool)  # a bound map: its pool
+    if isinstance(pool, ThreadPoolExecutor):
+        return pool._max_workers
+    if isinstance(pool, ThreadPool):
+        return pool._processes
+    return 1

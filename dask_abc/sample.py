@@ -71,6 +71,8 @@ class SampleCollector:
         self.prefix = 0  # [0, prefix) evaluated completely
         self.prefix_accepted = 0
         self.evaluations_performed = 0
+        # every distinct range, in the prefix or beyond it
+        self.evaluated_seen = self.accepted_seen = 0
         self._waiting: dict[int, BatchResult] = {}  # start -> batch beyond the prefix
         self._waiting_starts: list[int] = []  # sorted keys of _waiting
         self._batches: list[BatchResult] = []  # batches inside the prefix
@@ -96,6 +98,8 @@ class SampleCollector:
         self.n_batches += 1
         if batch.n_evaluated == 0 or batch.stop <= self.prefix or batch.start in self._waiting:
             return  # an empty or duplicate result
+        self.evaluated_seen += batch.n_evaluated
+        self.accepted_seen += batch.n_accepted
         if self.on_batch is not None:
             self.on_batch(batch)
         self._waiting[batch.start] = batch

@@ -65,15 +65,18 @@ class SleepingModel:
         return {"y": parameter["theta"] + rng.normal()}
 
 
-def peak_concurrency(directory) -> int:
-    """The most simulations of a :class:`SleepingModel` that ran at the same time."""
+def peak_concurrency(directory, since: float = float("-inf"),
+                     until: float = float("inf")) -> int:
+    """The most simulations of a :class:`SleepingModel` that ran at the same time (of
+    those that started between ``since`` and ``until``, ``time.time()`` values)."""
     from pathlib import Path
 
     events = []
     for path in Path(directory).glob("*.log"):
         for line in path.read_text().splitlines():
             start, end = map(float, line.split())
-            events += [(start, 1), (end, -1)]
+            if since <= start < until:
+                events += [(start, 1), (end, -1)]
     running = peak = 0
     for _, step in sorted(events):  # an end before a start at the same instant
         running += step

@@ -131,6 +131,31 @@ def test_threads_with_rng_models(tmp_path):
                                                     model=rng_model))
 
 
+@pytest.mark.parametrize("pool", ["executor", "map"])
+def test_threads_with_a_global_rng_model_warn_once(pool, tmp_path):
+    """numpy's global random state is shared by the threads of a pool: a model that draws
+    from it gets a warning naming it, once per sampler, not silence."""
+    from multiprocessing.pool import ThreadPool
+
+    from dask_abc.reproducibility import GlobalRandomStateWarning
+
+    if pool == "executor":
+        threads = cf.ThreadPoolExecutor(4)
+        sampler = ConcurrentFutureSampler(threads, batch_size=3)
+    else:
+        threads = ThreadPool(4)
+        sampler = MappingSampler(threads.map, chunks=8)
+    try:
+        with pytest.warns(GlobalRandomStateWarning) as warned:
+            small_reference(tmp_path, sampler)
+    finally:
+        threads.shutdown() if pool == "executor" else threads.terminate()
+    assert len(warned) == 1  # four generations and the calibration: one warning
+    message = str(warned[0].message)
+    assert "model 'gaussian_model' draws from numpy's global random state" in message
+    assert "4 threads" in message and "rng" in message
+
+
 def slow_when_positive(parameter):
     """Takes 2 ms for theta > 0 and no time otherwise."""
     if parameter["theta"] > 0:

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import config
 from ..generation import BatchResult, GenerationSpec
+from ..reproducibility import warn_shared_global_state
 from ..sample import Sample, SampleCollector
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -50,9 +51,15 @@ def exit_with_master(master: int) -> None:
 
 
 def acceptance_rate_estimate(collector: SampleCollector, hint: float | None) -> float:
-    """The acceptance rate seen so far in this generation, else the hint, else 1."""
-    if collector.prefix >= 50 or (collector.prefix and collector.prefix_accepted):
-        return max(collector.prefix_accepted, 1) / collector.prefix
+    """The acceptance rate seen so far in this generation, else the hint, else 1.
+
+    Every range returned counts, not only the contiguous prefix: on a big cluster the
+    prefix stays short for long while hundreds of ranges beyond it have returned, and
+    the previous generation's rate (the hint) is usually too high.
+    """
+    seen, accepted = collector.evaluated_seen, collector.accepted_seen
+    if seen >= 50 or (seen and accepted):
+        return max(accepted, 1) / seen
     return hint if hint else 1.0
 
 
@@ -76,6 +83,7 @@ class Sampler:
     def __init__(self, check_max_eval: bool = False):
         self.check_max_eval = check_max_eval  # accepted for pyABC; max_eval always holds
         self.nr_evaluations_ = 0
+        self._warned: set[str] = set()  # models warned about (numpy's global random state)
 
     def sample_until_n_accepted(
         self,
@@ -106,6 +114,14 @@ class Sampler:
     def _run(self, spec: GenerationSpec, collector: SampleCollector,
              acceptance_rate_hint: float | None) -> None:
         raise NotImplementedError
+
+    def _warn_if_threads_share_global_state(self, spec: GenerationSpec, threads: int,
+                                            where: str) -> None:
+        """Warn once per model that draws from numpy's global random state when
+        ``threads`` threads of one process simulate (:mod:`dask_abc.reproducibility`)."""
+        if threads > 1:
+            warn_shared_global_state(spec.models_drawing_from_global_state(), threads, where,
+                                     self._warned)
 
     def stop(self) -> None:
         """Release what the sampler started (processes, executors); it can start again."""

@@ -7,6 +7,7 @@ import multiprocessing as mp
 import os
 
 from ..generation import GenerationSpec
+from ..reproducibility import pool_threads
 from ..sample import SampleCollector
 from . import payload
 from .base import Sampler, SamplerError, exit_with_master, nr_cores_available
@@ -57,6 +58,8 @@ class ConcurrentFutureSampler(Sampler):
 
     def _run(self, spec: GenerationSpec, collector: SampleCollector, acceptance_rate_hint):
         executor = self._executor()
+        self._warn_if_threads_share_global_state(spec, pool_threads(executor),
+                                                 "the executor's process")
         shipped = payload.SpecPayload(spec)
         # The first tasks carry the spec; later ones only its token.
         with_data_left = getattr(executor, "_max_workers", 1)

@@ -45,32 +45,103 @@ def _in_background(client, call) -> None:
     client.loop.add_callback(quietly)
 
 
+#: What :class:`_Outcomes` reports first for a range whose task finished, before its result.
+FINISHED = "finished"
+
+
 class _Outcomes:
     """The outcome of every range future, once each, in the order they resolve.
 
-    Each future's result is gathered on the client's event loop as soon as its
-    task has finished (the same single gather per task, batched by the client,
-    as ``as_completed(with_results=True)``). ``Client.gather`` waits for Dask
-    to recompute a result lost with its worker before it arrived, and raises
-    the error of that recomputation or a cancellation; both are reported here
-    like any other outcome. (``as_completed`` does not survive that error: it
-    never yields the future, and the run hangs.)
+    Everything runs on the client's event loop, entered once per batch of new
+    futures (not once per future): ``distributed.as_completed`` watches them,
+    and the results of the futures finished at a moment are fetched in one
+    ``Client.gather`` (which also waits for Dask to recompute a result lost with
+    its worker before it arrived). A future that failed or was cancelled is
+    reported with its error, as is a lost result whose recomputation failed
+    (``as_completed(with_results=True)`` never yields such a future, and a run
+    hung).
+
+    A finished task's slot is free before its result has travelled, so
+    ``(FINISHED, future, None)`` is reported first, from the scheduler's notice:
+    the sampler refills the slot without waiting for the fetch.
     """
 
     def __init__(self, client):
         self._client = client
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._completed = None  # distributed.as_completed, made on the event loop
+        self._watching = False
+        self._to_fetch: list = []
+        self._fetching = False
+        self._closed = False
+
+    def close(self) -> None:
+        """The generation is over: outcomes from now on are dropped, not fetched."""
+        self._closed = True
 
     def track(self, futures) -> None:
-        for future in futures:
-            self._client.loop.add_callback(self._gather, future)
+        self._client.loop.add_callback(self._track, list(futures))
 
-    async def _gather(self, future) -> None:
+    def _track(self, futures) -> None:
+        from distributed import as_completed
+
+        if self._completed is None:
+            self._completed = as_completed(loop=self._client.loop)
+        self._completed.update(futures)  # on the loop: no wake-up per future
+        if not self._watching:
+            self._watching = True
+            self._client.loop.add_callback(self._watch)
+
+    async def _watch(self) -> None:
+        try:
+            async for future in self._completed:  # finished, failed or cancelled
+                if self._closed:
+                    continue
+                self._queue.put((FINISHED, future, None))
+                self._to_fetch.append(future)
+                if not self._fetching:
+                    self._fetching = True
+                    self._client.loop.add_callback(self._fetch)
+        finally:
+            self._watching = False  # nothing left to watch; track() starts again
+
+    async def _fetch(self) -> None:
+        """Gather what finished meanwhile, in one request, until nothing is left."""
+        try:
+            while self._to_fetch:
+                batch, self._to_fetch = self._to_fetch, []
+                done = {f.key: f for f in batch if f.status == "finished"}
+                results = {}
+                if done:
+                    try:
+                        results = await self._client.gather(done, errors="skip",
+                                                             asynchronous=True)
+                    except Exception as error:  # the client closed, say: each on its own
+                        logger.debug("gathering %d ranges failed: %r", len(done), error)
+                for future in batch:
+                    if future.status == "finished" and future.key in results:
+                        self._queue.put((future, results[future.key], None))
+                    else:
+                        await self._settle(future)
+        finally:
+            self._fetching = False
+
+    async def _settle(self, future) -> None:
+        """The outcome of a future that failed, was cancelled or lost its result."""
         try:
             outcome = (future, await self._client.gather(future, asynchronous=True), None)
         except (Exception, asyncio.CancelledError) as error:  # the task's, or a cancellation
             outcome = (future, None, error)
         self._queue.put(outcome)
+
+    def drain(self, idle=None) -> list[tuple]:
+        """Every outcome that has arrived, waiting for the first (see :meth:`next`)."""
+        outcomes = [self.next(idle=idle)]
+        while True:
+            try:
+                outcomes.append(self._queue.get_nowait())
+            except queue.Empty:
+                return outcomes
 
     def next(self, timeout: float | None = None, idle=None) -> tuple:
         """``(future, result, error)`` of the next future to resolve (error is None on
@@ -224,138 +295,31 @@ class DaskDistributedSampler(Sampler):
                         nr_cores_available(), self._own_client.dashboard_link)
         return self._own_client
 
-    def _window(self, client, collector: SampleCollector, hint) -> int:
-        """Tasks in flight: a pipeline per live worker thread (at least one task, so that
-        an adaptive cluster at zero workers sees work), or on an adaptive cluster enough
-        of the expected work for Dask to ask for the workers it needs."""
+    def _elastic_for(self, client) -> ElasticCluster:
         if self._elastic is None or self._elastic.client is not client:
             self._elastic = ElasticCluster(client)
+        return self._elastic
+
+    def _window(self, client) -> tuple[int, int]:
+        """``(ranges in flight, slots)``: each slot's range and ``pipeline-depth`` more
+        (``fixed-batch-pipeline-depth`` with a fixed ``batch_size``); at least one, so
+        that an adaptive cluster at zero workers sees work. With "auto", the work a
+        generation almost surely needs is queued at once beyond this (see
+        :class:`~dask_abc.sampler.controller.BatchController`): a slot that finishes
+        takes its next range from the scheduler's queue without a round trip to the
+        master, and an adaptive cluster sees the demand.
+        """
+        slots = max(self._elastic_for(client).planned_slots(), 1)
         key = "pipeline-depth" if self.batch_size == "auto" else "fixed-batch-pipeline-depth"
-        window = max(self._elastic.threads(), 1) * (1 + int(config.get(f"dask.{key}")))
-        if self.batch_size == "auto":
-            queued = self.controller.queued_tasks(collector, hint,
-                                                  self._elastic.queued_work_seconds())
-            window = max(window, queued)
-        return int(min(window, self.client_max_jobs))
+        window = slots * (1 + int(config.get(f"dask.{key}")))
+        return min(window, self.client_max_jobs), slots
 
     def _run(self, spec: GenerationSpec, collector: SampleCollector, acceptance_rate_hint):
         client = self.client
-        token = uuid.uuid4().hex
-        data = cloudpickle.dumps(spec)
-        # every live worker unpickles the spec once; its ranges wait for it
-        _run_on_workers(client, payload.install, token, data)
-        outcomes = _Outcomes(client)
-        in_flight: dict = {}  # future -> (start, count, evaluated alone)
-        attempts: dict[int, int] = {}  # start -> submissions of a range from there
-        handed_out = 0
-        epoch = 0  # of the ranges submitted now; a quarantine pauses the earlier ones
-        quarantine = False
-        suspects: list[tuple[int, int]] = []  # heap of ranges that ended in KilledWorker
-        deferred: list[tuple[int, int]] = []  # ranges paused by the quarantine
-        killed_alone: dict[int, int] = {}  # index -> KilledWorker when evaluated alone
-        culprit = None  # the lowest index that killed workers alone too often
-        culprit_error = None
-        retries = int(config.get("dask.killed-worker-retries"))
-
-        def submit(ranges, with_data: bool = False, alone: bool = False) -> None:
-            starts, counts, keys = [], [], []
-            for start, count in ranges:
-                attempts[start] = attempts.get(start, 0) + 1
-                starts.append(start)
-                counts.append(count)
-                # the count in the key lets the dashboard count evaluations per worker
-                keys.append(f"{RANGE_KEY}-{token}-{start}-{count}-{attempts[start]}")
-            extra = [[data] * len(starts)] if with_data else []
-            # one message to the scheduler for all new ranges
-            new = client.map(evaluate_range, [token] * len(starts), starts, counts, *extra,
-                             key=keys, pure=False, epoch=epoch)
-            for future, start, count in zip(new, starts, counts):
-                in_flight[future] = (start, count, alone)
-            outcomes.track(new)
-
-        def top_up() -> None:
-            nonlocal handed_out
-            new = self.controller.ranges(collector, handed_out, len(in_flight),
-                                         self._window(client, collector, acceptance_rate_hint),
-                                         acceptance_rate_hint)
-            if new:
-                submit(new)
-                handed_out = new[-1][0] + new[-1][1]
-
-        try:
-            top_up()
-            while in_flight:
-                # while waiting, the cluster's size is still watched (a lost job is replaced)
-                future, batch, error = outcomes.next(
-                    idle=lambda: self._window(client, collector, acceptance_rate_hint))
-                start, count, alone = in_flight.pop(future)
-                if error is not None and not isinstance(error, asyncio.CancelledError):
-                    if not _is_killed_worker(error):
-                        raise error
-                    if not alone:  # maybe it only waited on a worker that another range killed
-                        heapq.heappush(suspects, (start, count))
-                        if not quarantine:
-                            quarantine = True
-                            logger.info("generation %d: indices %d..%d ended in %r; new ranges "
-                                        "wait until the suspects have been evaluated alone",
-                                        spec.t, start, start + count - 1, error)
-                            _run_on_workers(client, pause, token, epoch)
-                            epoch += 1
-                    elif count > 1:  # it kills workers alone: which of its indices does?
-                        half = count // 2
-                        heapq.heappush(suspects, (start, half))
-                        heapq.heappush(suspects, (start + half, count - half))
-                    else:
-                        killed_alone[start] = killed_alone.get(start, 0) + 1
-                        if killed_alone[start] <= retries:
-                            heapq.heappush(suspects, (start, count))
-                        elif culprit is None or start < culprit:
-                            culprit, culprit_error = start, error
-                            logger.info("generation %d: index %d killed workers each time it "
-                                        "ran alone", spec.t, start)
-                elif error is not None or isinstance(batch, (payload.Missing, Paused)):
-                    # cancelled by someone else (Client.cancel, a reconnect), paused, or on a
-                    # worker that joined after the broadcast: the range is handed out again
-                    if isinstance(batch, payload.Missing) and batch.address is not None:
-                        _run_on_workers(client, payload.install, token, data,
-                                        workers=[batch.address])
-                    if quarantine and not alone:
-                        deferred.append((start, count))
-                    else:
-                        # a range that met a worker without the spec twice takes it along
-                        submit([(start, count)], with_data=attempts[start] > 1, alone=alone)
-                else:
-                    collector.add(batch)
-                    self.controller.observe(batch)
-                    if collector.done:
-                        break
-                if culprit is not None:
-                    # the prefix cannot pass the culprit: only ranges below it matter
-                    suspects = [r for r in suspects if r[0] < culprit]
-                    heapq.heapify(suspects)
-                    deferred = [r for r in deferred if r[0] < culprit]
-                if quarantine:
-                    if in_flight:
-                        continue  # a suspect runs alone once all ranges have returned
-                    if suspects:
-                        submit([heapq.heappop(suspects)], alone=True)
-                        continue
-                    quarantine = False
-                    if deferred:
-                        submit(sorted(deferred))
-                        deferred = []
-                if culprit is None and len(in_flight) < self._window(client, collector,
-                                                                     acceptance_rate_hint):
-                    top_up()
-            if culprit is not None and not collector.done:
-                # every index below the culprit is evaluated, the population is incomplete
-                raise self._task_failed(culprit_error, spec, culprit, 1, collector,
-                                        times=killed_alone[culprit])
-        finally:
-            # without waiting: ranges still queued are dropped, running ones stop early
-            if in_flight:
-                _in_background(client, client.cancel(list(in_flight), asynchronous=True))
-            _run_on_workers(client, payload.finish, token)
+        if spec.global_rng_models != ():  # some model may draw from the global state
+            self._warn_if_threads_share_global_state(
+                spec, self._elastic_for(client).threads_per_process(), "a Dask worker process")
+        _DaskGeneration(self, client, spec, collector, acceptance_rate_hint).run()
 
     @staticmethod
     def _task_failed(error, spec: GenerationSpec, start: int, count: int, collector,
@@ -388,3 +352,156 @@ class DaskDistributedSampler(Sampler):
 
 
 
+
+
+class _DaskGeneration:
+    """One generation on Dask: range tasks in flight, their outcomes as they arrive, and
+    the quarantine of ranges that ended in ``KilledWorker`` (see
+    :class:`DaskDistributedSampler`)."""
+
+    def __init__(self, sampler: DaskDistributedSampler, client, spec: GenerationSpec,
+                 collector: SampleCollector, hint):
+        self.sampler, self.client, self.spec = sampler, client, spec
+        self.collector, self.hint = collector, hint
+        self.controller = sampler.controller
+        self.token = uuid.uuid4().hex
+        self.data = cloudpickle.dumps(spec)
+        self.outcomes = _Outcomes(client)
+        self.in_flight: dict = {}  # future -> (start, count, evaluated alone)
+        self.finished: set = set()  # futures in flight whose task is done (result on its way)
+        self.attempts: dict[int, int] = {}  # start -> submissions of a range from there
+        self.handed_out = 0
+        self.epoch = 0  # of the ranges submitted now; a quarantine pauses the earlier ones
+        self.quarantine = False
+        self.suspects: list[tuple[int, int]] = []  # heap of ranges that ended in KilledWorker
+        self.deferred: list[tuple[int, int]] = []  # ranges paused by the quarantine
+        self.killed_alone: dict[int, int] = {}  # index -> KilledWorker when evaluated alone
+        self.culprit = None  # the lowest index that killed workers alone too often
+        self.culprit_error = None
+        self.retries = int(config.get("dask.killed-worker-retries"))
+
+    def window(self) -> tuple[int, int]:
+        return self.sampler._window(self.client)
+
+    def submit(self, ranges, with_data: bool = False, alone: bool = False) -> None:
+        """One message to the scheduler for all ``ranges``."""
+        token, starts, counts, keys = self.token, [], [], []
+        for start, count in ranges:
+            self.attempts[start] = self.attempts.get(start, 0) + 1
+            starts.append(start)
+            counts.append(count)
+            # the count in the key lets the dashboard count evaluations per worker
+            keys.append(f"{RANGE_KEY}-{token}-{start}-{count}-{self.attempts[start]}")
+        extra = [[self.data] * len(starts)] if with_data else []
+        new = self.client.map(evaluate_range, [token] * len(starts), starts, counts, *extra,
+                              key=keys, pure=False, epoch=self.epoch)
+        for future, start, count in zip(new, starts, counts):
+            self.in_flight[future] = (start, count, alone)
+        self.outcomes.track(new)
+
+    def top_up(self) -> None:
+        window, slots = self.window()
+        running = len(self.in_flight) - len(self.finished)
+        if running >= window:
+            return
+        new = self.controller.ranges(self.collector, self.handed_out, running, window,
+                                     self.hint, slots)
+        if new:
+            self.handed_out = new[-1][0] + new[-1][1]
+            # a generation's first ranges in a few messages: the scheduler dispatches the
+            # first while it reads the next
+            step = max(slots, 64)
+            for first in range(0, len(new), step):
+                self.submit(new[first:first + step])
+
+    def run(self) -> None:
+        client, spec, collector = self.client, self.spec, self.collector
+        # every live worker unpickles the spec once; its ranges wait for it
+        _run_on_workers(client, payload.install, self.token, self.data)
+        try:
+            self.top_up()
+            while self.in_flight:
+                # while waiting, the cluster's size is still watched (a lost job is replaced)
+                for outcome in self.outcomes.drain(idle=self.window):
+                    if outcome[0] == FINISHED:
+                        if outcome[1] in self.in_flight:
+                            self.finished.add(outcome[1])
+                        continue
+                    self.handle(*outcome)
+                    if collector.done:
+                        return
+                if self.culprit is not None:
+                    # the prefix cannot pass the culprit: only ranges below it matter
+                    self.suspects = [r for r in self.suspects if r[0] < self.culprit]
+                    heapq.heapify(self.suspects)
+                    self.deferred = [r for r in self.deferred if r[0] < self.culprit]
+                if self.quarantine:
+                    if self.in_flight:
+                        continue  # a suspect runs alone once all ranges have returned
+                    if self.suspects:
+                        self.submit([heapq.heappop(self.suspects)], alone=True)
+                        continue
+                    self.quarantine = False
+                    if self.deferred:
+                        self.submit(sorted(self.deferred))
+                        self.deferred = []
+                if self.culprit is None:
+                    self.top_up()
+            if self.culprit is not None and not collector.done:
+                # every index below the culprit is evaluated, the population is incomplete
+                raise self.sampler._task_failed(self.culprit_error, spec, self.culprit, 1,
+                                                collector,
+                                                times=self.killed_alone[self.culprit])
+        finally:
+            # without waiting: ranges still queued are dropped, running ones stop early
+            self.outcomes.close()
+            if self.in_flight:
+                _in_background(client, client.cancel(list(self.in_flight), asynchronous=True))
+            _run_on_workers(client, payload.finish, self.token)
+
+    def handle(self, future, batch, error) -> None:
+        """Use one range's outcome: a result, a range to hand out again, or a suspect."""
+        start, count, alone = self.in_flight.pop(future)
+        self.finished.discard(future)
+        if error is not None and not isinstance(error, asyncio.CancelledError):
+            if not _is_killed_worker(error):
+                raise error
+            self.killed(start, count, alone, error)
+        elif error is not None or isinstance(batch, (payload.Missing, Paused)):
+            # cancelled by someone else (Client.cancel, a reconnect), paused, or on a
+            # worker that joined after the broadcast: the range is handed out again
+            if isinstance(batch, payload.Missing) and batch.address is not None:
+                _run_on_workers(self.client, payload.install, self.token, self.data,
+                                workers=[batch.address])
+            if self.quarantine and not alone:
+                self.deferred.append((start, count))
+            else:
+                # a range that met a worker without the spec twice takes it along
+                self.submit([(start, count)], with_data=self.attempts[start] > 1, alone=alone)
+        else:
+            self.collector.add(batch)
+            self.controller.observe(batch)
+
+    def killed(self, start: int, count: int, alone: bool, error) -> None:
+        """A range ended in ``KilledWorker``: a suspect, halves of it, or a culprit."""
+        if not alone:  # maybe it only waited on a worker that another range killed
+            heapq.heappush(self.suspects, (start, count))
+            if not self.quarantine:
+                self.quarantine = True
+                logger.info("generation %d: indices %d..%d ended in %r; new ranges wait "
+                            "until the suspects have been evaluated alone",
+                            self.spec.t, start, start + count - 1, error)
+                _run_on_workers(self.client, pause, self.token, self.epoch)
+                self.epoch += 1
+        elif count > 1:  # it kills workers alone: which of its indices does?
+            half = count // 2
+            heapq.heappush(self.suspects, (start, half))
+            heapq.heappush(self.suspects, (start + half, count - half))
+        else:
+            self.killed_alone[start] = self.killed_alone.get(start, 0) + 1
+            if self.killed_alone[start] <= self.retries:
+                heapq.heappush(self.suspects, (start, count))
+            elif self.culprit is None or start < self.culprit:
+                self.culprit, self.culprit_error = start, error
+                logger.info("generation %d: index %d killed workers each time it ran alone",
+                            self.spec.t, start)

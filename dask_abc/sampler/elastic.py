@@ -6,9 +6,10 @@ Two things dask-jobqueue users meet and Dask does not do for them:
   work it sees queued (``distributed.adaptive.target-duration`` of work per
   worker, 5 s by default). A sampler that keeps only a short pipeline of
   ranges in flight never shows more than one worker's worth, so
-  ``adapt(minimum=0, maximum=100)`` would stay at one worker. On an adaptive
-  cluster the sampler therefore keeps up to ``maximum × target-duration``
-  seconds of the generation's expected remaining work queued.
+  ``adapt(minimum=0, maximum=100)`` would stay at one worker. The sampler
+  queues the generation's whole expected work, so Dask sees the demand; and
+  it sizes ranges for the slots the cluster may grow to (its maximum), not
+  only those it has now, so that the work spreads over the new workers.
 - **Lost jobs.** A ``SpecCluster`` (every dask-jobqueue cluster) forgets a
   worker whose job ended (walltime, ``--lifetime``, ``scancel``) after
   ``distributed.deploy.lost-worker-timeout`` but keeps its place in
@@ -47,42 +48,52 @@ class ElasticCluster:
     >>> with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
     ...                   dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
     ...     elastic = ElasticCluster(client)
-    ...     elastic.threads(), elastic.queued_work_seconds()
-    (1, 0.0)
+    ...     elastic.threads(), elastic.planned_slots()
+    (1, 1)
     """
 
     def __init__(self, client):
         self.client = client
-        self._threads = 0
+        self._threads = self._workers = 0
         self._seen_at = -np.inf
 
     def threads(self) -> int:
-        """Worker threads connected to the scheduler now."""
+        """Worker threads (slots) connected to the scheduler now."""
         now = time.monotonic()
         if now - self._seen_at > float(config.get("dask.worker-poll-interval")):
-            self._threads = self.client.scheduler_info(n_workers=0).get("total_threads", 0)
+            info = self.client.scheduler_info(n_workers=0)
+            self._threads, self._workers = info.get("total_threads", 0), info.get("n_workers", 0)
             self._seen_at = now
             self._replace_lost_jobs()
         return self._threads
+
+    def threads_per_process(self) -> int:
+        """The most worker threads that share one process (and so numpy's global random
+        state): all of them for workers inside the client's process (``inproc://``)."""
+        threads = self.threads()
+        if self.client.scheduler.address.startswith("inproc://"):
+            return threads
+        if threads <= self._workers:  # one thread each
+            return 1 if threads else 0
+        workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
+        return max(worker["nthreads"] for worker in workers)
 
     @property
     def _cluster(self):
         return getattr(self.client, "cluster", None)
 
-    def queued_work_seconds(self) -> float:
-        """Seconds of expected work to keep queued so that an adaptive cluster sees the
-        demand: ``abc.dask.queued-work-seconds`` if set, else its maximum workers times
-        its target duration, else 0 (a cluster of fixed size needs only the pipeline)."""
-        configured = config.get("dask.queued-work-seconds")
-        if configured is not None:
-            return float(configured)
+    def planned_slots(self) -> int:
+        """The slots to size ranges for: the threads connected now, or on an adaptive
+        cluster at least its maximum workers (``abc.dask.unbounded-adapt-workers`` if it
+        has none), one thread each at least."""
+        threads = self.threads()
         adaptive = getattr(self._cluster, "_adaptive", None)
         if adaptive is None or getattr(adaptive, "periodic_callback", None) is None:
-            return 0.0
+            return threads
         maximum = adaptive.maximum
         if not np.isfinite(maximum):
             maximum = float(config.get("dask.unbounded-adapt-workers"))
-        return float(maximum) * float(adaptive.target_duration)
+        return max(threads, int(maximum))
 
     def _replace_lost_jobs(self) -> None:
         cluster = self._cluster

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 
 from ..generation import GenerationSpec
+from ..reproducibility import pool_threads
 from ..sample import SampleCollector
 from . import payload
 from .base import Sampler, evaluations_still_needed, nr_cores_available
@@ -43,6 +44,8 @@ class MappingSampler(Sampler):
         self.chunks = chunks or nr_cores_available()
 
     def _run(self, spec: GenerationSpec, collector: SampleCollector, acceptance_rate_hint):
+        self._warn_if_threads_share_global_state(spec, pool_threads(self.map_),
+                                                 "the map's process")
         shipped = payload.SpecPayload(spec)
         start = 0
         while not collector.done:
