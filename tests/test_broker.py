@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -15,7 +16,7 @@ import time
 
 import pytest
 from distributed import Client, LocalCluster
-from helpers import assert_histories_equal, gaussian_prior
+from helpers import SleepingModel, assert_histories_equal, gaussian_prior, peak_concurrency
 
 import dask_abc as abc
 from dask_abc.broker import (
@@ -23,10 +24,14 @@ from dask_abc.broker import (
     BrokerError,
     BrokerState,
     BrokerWorker,
+    Coordinator,
     LocalBroker,
     RedisBroker,
 )
+from dask_abc.broker.actor import unpack_ranges
+from dask_abc.broker.cli import _info_line
 from dask_abc.broker.worker import SpecLoadError
+from dask_abc.reproducibility import GlobalRandomStateWarning
 from dask_abc.sampler import (
     ActorEvalParallelSampler,
     BrokerSampler,
@@ -404,7 +409,11 @@ def test_manager_info_and_stop(backend, tmp_path):
             if out.startswith("Workers=1 "):
                 seen.append(out)
                 if "Evaluations=0 " not in out:  # per worker once some have evaluated
-                    assert "Evaluations per worker: " in out.splitlines()[-1]
+                    assert re.fullmatch(
+                        r"Evaluations per worker: min [\d,]+, median [\d,]+, max [\d,]+ "
+                        r"\(1 worker, 1 slot, \d+ ranges? leased on 1 host\); "
+                        r"slowest: \S+ [\d,]+( \([\d.,]+/slot/s\))?", out.splitlines()[1]), out
+                    assert len(out.splitlines()) == 2  # one host: no per-host line
                 assert re.search(r"\(generation -?\d+(, acceptance rate [\d.]+%)?, epsilon ", out)
             time.sleep(0.1)
 
@@ -422,6 +431,47 @@ def test_manager_info_and_stop(backend, tmp_path):
     assert manager(backend, "stop").returncode == 0
     assert workers.procs[0].wait(timeout=30) == 0  # idle: exits at once
     assert "stop requested" in workers.log(workers.procs[0])
+
+
+def test_manager_info_summarises_1000_workers_on_50_hosts():
+    per_worker, worker_info = {}, {}
+    for i in range(1000):
+        name, host = f"w{i}", f"node{i % 50:02d}.cluster"
+        worker_info[name] = {"host": host, "pid": i, "threads": 8}
+        if i != 123:  # Redis lists only the workers that have evaluated
+            per_worker[name] = 100 if host == "node07.cluster" else 400 + i % 7
+    status = {"workers": 1001, "slots": 8008, "leased": 7000, "evaluations": 399_000,
+              "acceptances": 812, "n": 5000, "t": 3, "epsilon": 0.42,
+              "per_worker": per_worker, "worker_info": worker_info}
+    text = _info_line(status)
+    first, workers, hosts = text.splitlines()
+    assert first == ("Workers=1001 Evaluations=399000 Acceptances=812/5000 "
+                     "(generation 3, acceptance rate 0.2%, epsilon 0.42)")
+    assert workers.startswith("Evaluations per worker: min 0, median 403, max 406 "
+                              "(1000 workers, 8008 slots, 7000 ranges leased on 50 hosts; "
+                              "1 more not reporting); slowest: w123 0, w7 100, w57 100")
+    assert hosts.startswith("Evaluations per host: min 2,000, median 8,0")
+    assert hosts.endswith("slowest: node07.cluster 2,000 (20 workers), "
+                          "node23.cluster 7,658 (20 workers), node00.cluster 8,057 (20 workers)")
+    assert len(text) < 600  # whatever the number of workers
+
+
+def test_manager_info_finds_hosts_in_worker_names_and_ranks_by_throughput_with_ages():
+    status = {"workers": 3, "evaluations": 90, "acceptances": 9, "n": 10, "t": 0,
+              "epsilon": None,
+              "per_worker": {"nodeA-11-abcdef": 50, "nodeA-12-012345": 30, "custom": 10}}
+    _, workers, hosts = _info_line(status).splitlines()
+    assert "(3 workers on 2 hosts)" in workers and workers.endswith("slowest: custom 10, "
+                                                                    "nodeA-12-012345 30, "
+                                                                    "nodeA-11-abcdef 50")
+    assert hosts.endswith("slowest: custom 10 (1 worker), nodeA 80 (2 workers)")
+    # with each worker's age, a late joiner with few evaluations is not the slowest
+    status["worker_info"] = {"nodeA-11-abcdef": {"threads": 2, "age": 100.0},
+                             "nodeA-12-012345": {"threads": 2, "age": 100.0},
+                             "custom": {"threads": 1, "age": 5.0}}
+    workers = _info_line(status).splitlines()[1]
+    assert "slowest: nodeA-12-012345 30 (0.15/slot/s), nodeA-11-abcdef 50 (0.25/slot/s), " \
+        "custom 10 (2/slot/s)" in workers
 
 
 def wait_for(condition, seconds=60.0):
@@ -521,3 +571,254 @@ def test_redis_password_is_required(redis_server, tmp_path):
     with pytest.raises(BrokerError, match="needs a password"):
         RedisBroker("127.0.0.1", redis_server)
     master.release("master")
+
+
+# -- at scale: slots (threads), wake-ups, reproducibility under threads ----------------
+
+
+def _settle(loop_turns: int = 20):
+    """Let the event loop run a few turns (no clock: a woken waiter finishes in a few)."""
+
+    async def turns():
+        for _ in range(loop_turns):
+            await asyncio.sleep(0)
+
+    return turns()
+
+
+@pytest.mark.parametrize("operation", ["push", "push_and_claim", "report_failure"])
+def test_every_delivered_result_wakes_the_waiting_master(operation):
+    """The Actor ends the master's ``take_results`` wait at once for any result, not only
+    for ``push`` (the master used to sleep its whole timeout after ``push_and_claim``)."""
+    args = {"push": ("w", "g", 0, 5, 1, b"r"), "push_and_claim": ("w", "g", 0, 5, 1, b"r"),
+            "report_failure": ("w", "g", b"r")}[operation]
+
+    async def scenario():
+        coordinator = Coordinator()
+        await coordinator.call("start_generation", "g", 0, 10, b"spec")
+        await coordinator.call("add_ranges", "g", [(0, 5), (5, 5)])
+        await coordinator.call("register", "w", {"threads": 2})
+        assert await coordinator.call("claim", "w", "g") == ("ok", (0, 5))
+        master = asyncio.ensure_future(coordinator.take_results("g", 3600))
+        await _settle()
+        assert not master.done()  # nothing delivered yet: it waits
+        await coordinator.call(operation, *args)
+        await _settle()
+        assert master.done()
+        return master.result()
+
+    assert asyncio.run(scenario()) == [b"r"]
+
+
+def test_waiting_worker_calls_wake_on_what_they_wait_for():
+    """A worker process's ``watch`` returns when the generation ends or a stop comes, and
+    its ``claim_many`` when ranges are queued, each at once."""
+
+    async def scenario():
+        coordinator = Coordinator()
+        await coordinator.call("register", "w", {"threads": 3})
+        await coordinator.call("start_generation", "g", 0, 10, b"spec")
+        claiming = asyncio.ensure_future(coordinator.claim_many("w", "g", 3, 3600))
+        watching = asyncio.ensure_future(coordinator.watch("w", "g", False, 3600))
+        await _settle()
+        assert not claiming.done() and not watching.done()
+        await coordinator.call("add_ranges", "g", [(0, 2), (2, 2)])
+        await _settle()
+        assert unpack_ranges(claiming.result()) == [(0, 2), (2, 2)] and not watching.done()
+        await coordinator.call("request_stop")
+        await _settle()
+        assert watching.result() == {"token": "g", "t": 0, "stop": True, "registered": True}
+        stopped = asyncio.ensure_future(coordinator.watch("w", "g", True, 3600))
+        claiming = asyncio.ensure_future(coordinator.claim_many("w", "g", 1, 3600))
+        await _settle()
+        assert not stopped.done() and not claiming.done()
+        await coordinator.call("finish_generation", "g")
+        await _settle()
+        assert stopped.result()["token"] is None
+        assert claiming.result() is None  # the generation is over
+        status = await coordinator.call("status", False)
+        return status[1]
+
+    status = asyncio.run(scenario())
+    assert (status["workers"], status["slots"], status["threads"]) == (1, 3, 3)
+    assert "per_worker" not in status  # the master's poll does not grow with the workers
+
+
+def test_slots_are_counted_per_process_and_survive_a_reset():
+    state = BrokerState()
+    state.register("a", {"threads": 32, "host": "n1", "pid": 1})
+    state.register("b", {"threads": 32, "host": "n1", "pid": 2})
+    state.register("c", {})
+    status = state.status(per_worker=False)
+    assert (status["workers"], status["slots"], status["threads"]) == (3, 65, 32)
+    state.start_generation("g", 0, 10, b"spec")
+    state.add_ranges("g", [(i, 1) for i in range(100)])
+    assert state.claim_many("a", "g", 32) == [(i, 1) for i in range(32)]
+    assert state.reset_workers() == 3
+    assert state.heartbeat("a")["registered"] is False  # so the worker registers again
+    state.register("a", {"threads": 32})
+    assert state.claim_many("a", "g", 2) == [(0, 1), (1, 1)]  # its ranges came back first
+    state.register("a", {"threads": 16})  # registering again keeps the leases
+    assert state.status()["leased"] == 2 and state.status()["slots"] == 16
+    state.give_back_many("a", "g", [(1, 1), (0, 1)])
+    assert state.status()["leased"] == 0 and state.claim("a", "g") == (0, 1)
+
+
+SLEEP_SETUP = {"n": 200, "generations": 3}
+
+
+def run_sleeping(sampler, db, model, n=SLEEP_SETUP["n"], generations=SLEEP_SETUP["generations"]):
+    smc = abc.ABCSMC(model, gaussian_prior(), population_size=n, sampler=sampler, seed=11)
+    smc.new(f"sqlite:///{db}", {"y": 1.0})
+    return smc.run(max_nr_populations=generations)
+
+
+@pytest.fixture(scope="module")
+def sleeping_reference(tmp_path_factory):
+    """SingleCoreSampler's History of the sleeping ``rng`` model (without the sleep), per
+    population size."""
+    done = {}
+
+    def reference(n=SLEEP_SETUP["n"]):
+        if n not in done:
+            where = tmp_path_factory.mktemp("sleep-ref")
+            done[n] = run_sleeping(SingleCoreSampler(), where / "r.db", SleepingModel(where, 0.0),
+                                   n=n)
+        return done[n]
+
+    return reference
+
+
+def test_the_master_sizes_ranges_for_the_slots_of_threaded_workers(sleeping_reference,
+                                                                   tmp_path):
+    """A worker process of 8 threads is 8 slots: the master hands the controller 8 slots
+    and keeps ranges in flight for 8 (not for one process)."""
+    broker = LocalBroker()
+    worker = BrokerWorker(broker, runtime=60, threads=8)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    sampler = ThreadBrokerSampler(broker)
+    seen = []
+    ranges = sampler.controller.ranges
+
+    def spy(collector, handed_out, in_flight, window, hint, slots=1):
+        seen.append((window, slots))
+        return ranges(collector, handed_out, in_flight, window, hint, slots=slots)
+
+    sampler.controller.ranges = spy
+    try:
+        wait_for(lambda: broker.status(per_worker=False)["slots"] == 8)
+        history = run_sleeping(sampler, tmp_path / "q.db", SleepingModel(tmp_path, 0.0), n=50)
+    finally:
+        worker.interrupt()
+        thread.join()
+    assert_histories_equal(history, sleeping_reference(50))
+    assert seen and set(seen) == {(16, 8)}  # 8 slots x (1 + pipeline-depth)
+
+
+def start_threaded(backend, tmp_path, *options):
+    """``dask-abc-worker`` with ``options``; the sampler, its broker and the workers, once
+    all their slots are registered."""
+    sampler = backend["sampler"]()
+    broker = sampler.broker  # creates the coordinator the workers wait for
+    workers = Workers(backend["connection"], tmp_path)
+    proc = workers.start(*options, "--runtime", "10m")
+    processes = int(dict(zip(options[::2], options[1::2])).get("--processes", 1))
+    slots = processes * int(dict(zip(options[::2], options[1::2]))["--threads"])
+    wait_for(lambda: broker.status(per_worker=False)["slots"] == slots)
+    return sampler, broker, workers, proc
+
+
+def stop_threaded(workers, proc) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=60)
+
+
+def test_64_threads_keep_every_slot_busy(backend, sleeping_reference, tmp_path):
+    """2 processes x 32 threads: the master queues ranges per slot, so at some moment at
+    least 90 % of the 64 slots simulate at once; the History is SingleCore's."""
+    sims = tmp_path / "simulations"
+    sims.mkdir()
+    sampler, _, workers, proc = start_threaded(backend, tmp_path, "--processes", "2",
+                                               "--threads", "32")
+    try:
+        history = run_sleeping(sampler, tmp_path / "s.db", SleepingModel(sims, 0.1))
+    finally:
+        code = stop_threaded(workers, proc)
+    assert_histories_equal(history, sleeping_reference())
+    assert peak_concurrency(sims) >= 58  # 0.9 * 64
+    assert code == 0
+    assert workers.log(proc).count("Start worker. Max run time 600.0s") == 2
+    assert "GlobalRandomStateWarning" not in workers.log(proc)  # an rng model: no warning
+
+
+def test_threads_warn_about_a_model_on_the_global_random_state(backend, tmp_path):
+    """``--threads`` with a model that calls ``np.random.normal``: the worker warns once,
+    naming the model and the ``rng`` argument, and so does the master."""
+    sampler, _, workers, proc = start_threaded(backend, tmp_path, "--threads", "4")
+    try:
+        with pytest.warns(GlobalRandomStateWarning,
+                          match=r"model 'slow_model' draws from numpy's global random state, "
+                                r"which the 4 threads of a dask-abc-worker process"):
+            smc_for(sampler, tmp_path / "g.db").run(max_nr_populations=3)
+    finally:
+        code = stop_threaded(workers, proc)
+    assert code == 0
+    log = workers.log(proc)
+    assert log.count("GlobalRandomStateWarning") == 1, log  # once, over three generations
+    assert re.search(r"GlobalRandomStateWarning: model 'slow_model' draws from numpy's "
+                     r"global random state, which the 4 threads of dask-abc-worker process "
+                     r"\S+ share: .* Give the model an `rng` argument", log), log
+
+
+@pytest.mark.parametrize("threads", [1, 4, 16])
+def test_threads_reproduce_single_core_with_an_rng_model(redis_server, threads,
+                                                         sleeping_reference, tmp_path):
+    name = f"threads-{threads}-{os.getpid()}"
+    connection = ["--redis-host", "127.0.0.1", "--redis-port", str(redis_server),
+                  "--redis-password", "s3cret", "--name", name]
+    backend = {"sampler": lambda: RedisEvalParallelSampler("127.0.0.1", redis_server,
+                                                           "s3cret", name=name),
+               "connection": connection}
+    sampler, _, workers, proc = start_threaded(backend, tmp_path, "--threads", str(threads))
+    try:
+        history = run_sleeping(sampler, tmp_path / "t.db", SleepingModel(tmp_path, 0.002),
+                               n=100)
+    finally:
+        code = stop_threaded(workers, proc)
+    assert_histories_equal(history, sleeping_reference(100))
+    assert code == 0
+
+
+def test_sigterm_gives_back_every_range_of_a_threaded_worker(backend, sleeping_reference,
+                                                             tmp_path):
+    """SIGTERM while 8 threads hold ranges: the worker exits, every range is queued again
+    at once (none waits for its lease) and another worker finishes the run identically."""
+    sampler, broker, workers, proc = start_threaded(backend, tmp_path, "--threads", "8")
+    sampler.lease_seconds = 3600.0  # a range not given back would hang the test
+    result = {}
+
+    def master():
+        try:
+            result["history"] = run_sleeping(sampler, tmp_path / "k.db",
+                                             SleepingModel(tmp_path, 0.05), n=100)
+        except BaseException as error:  # re-raised below
+            result["error"] = error
+
+    thread = threading.Thread(target=master)
+    thread.start()
+    try:
+        wait_for(lambda: broker.status()["leased"] >= 8)
+        assert stop_threaded(workers, proc) == 0
+        status = broker.status()
+        assert (status["workers"], status["leased"]) == (0, 0)
+        assert status["running"] and status["queued"] >= 8
+        workers.start("--threads", "16", "--runtime", "10m")
+    finally:
+        thread.join(timeout=300)
+        codes = workers.stop_all()
+    if "error" in result:
+        raise result["error"]
+    assert_histories_equal(result["history"], sleeping_reference(100))
+    assert codes == [0, 0]
+    assert "exits after" in workers.log(proc)

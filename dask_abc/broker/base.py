@@ -28,11 +28,19 @@ class Broker:
 
     Master side: :meth:`acquire`, :meth:`release`, :meth:`start_generation`,
     :meth:`add_ranges`, :meth:`take_results`, :meth:`requeue_lost`,
-    :meth:`finish_generation`. Workers: :meth:`register`, :meth:`unregister`,
-    :meth:`heartbeat`, :meth:`spec`, :meth:`claim`, :meth:`push`,
-    :meth:`push_and_claim`, :meth:`report_failure`, :meth:`give_back`.
-    Monitoring and control (``dask-abc-manager``): :meth:`status`,
-    :meth:`request_stop`, :meth:`reset_workers`.
+    :meth:`finish_generation`, :meth:`status` (``per_worker=False``). Worker
+    processes: :meth:`register`, :meth:`unregister`, :meth:`heartbeat`,
+    :meth:`watch`, :meth:`spec`, :meth:`claim`, :meth:`claim_many`,
+    :meth:`push`, :meth:`push_and_claim`, :meth:`push_many`, :meth:`report_failure`,
+    :meth:`give_back`, :meth:`give_back_many`. Monitoring and control
+    (``dask-abc-manager``): :meth:`status`, :meth:`request_stop`,
+    :meth:`reset_workers`.
+
+    The calls that wait (:meth:`take_results`, :meth:`watch`,
+    :meth:`claim_many` with a timeout) are woken by the coordinator as soon as
+    what they wait for happens, so nobody polls: a master wakes for every
+    delivered result, a worker process for a new generation, the end of one, a
+    stop, or ranges to claim for its idle threads.
     """
 
     def acquire(self, owner: str, ttl: float) -> None:
@@ -60,8 +68,10 @@ class Broker:
     def finish_generation(self, token: str) -> None:
         return self._call("finish_generation", token)
 
-    def status(self) -> dict:
-        return self._call("status")
+    def status(self, per_worker: bool = True) -> dict:
+        """Counters (see :meth:`~dask_abc.broker.state.BrokerState.status`); the master
+        polls with ``per_worker=False``, whose reply does not grow with the workers."""
+        return self._call("status", per_worker)
 
     def request_stop(self) -> None:
         return self._call("request_stop")
@@ -78,11 +88,24 @@ class Broker:
     def heartbeat(self, worker: str) -> dict:
         return self._call("heartbeat", worker)
 
+    def watch(self, worker: str, token: str | None, stop: bool, timeout: float) -> dict:
+        """A :meth:`heartbeat` that first waits up to ``timeout`` seconds while the
+        generation is still ``token`` and the stop flag still ``stop``; a worker
+        process's one standing call."""
+        raise NotImplementedError
+
     def spec(self, token: str) -> bytes | None:
         return self._call("spec", token)
 
     def claim(self, worker: str, token: str) -> tuple[int, int] | None:
         return self._call("claim", worker, token)
+
+    def claim_many(self, worker: str, token: str, count: int,
+                   timeout: float = 0.0) -> list[tuple[int, int]] | None:
+        """Up to ``count`` ranges for the idle threads of a worker process, waiting up to
+        ``timeout`` seconds for one to be queued; ``[]`` if none came, None if ``token``
+        is not (or no longer) the running generation."""
+        raise NotImplementedError
 
     def push(self, worker: str, token: str, start: int, count: int, accepted: int,
              result: bytes) -> bool:
@@ -92,11 +115,21 @@ class Broker:
                        result: bytes) -> tuple[int, int] | None:
         return self._call("push_and_claim", worker, token, start, count, accepted, result)
 
+    def push_many(self, worker: str, token: str, results: list[tuple[int, int, int, bytes]],
+                  claim: int = 0) -> list[tuple[int, int]] | None:
+        """Deliver ``(start, count, accepted, result)`` of several ranges and claim up to
+        ``claim`` ranges, in one call; None if ``token`` is not the running generation."""
+        ranges = self._call("push_many", worker, token, [tuple(r) for r in results], claim)
+        return None if ranges is None else [tuple(r) for r in ranges]
+
     def report_failure(self, worker: str, token: str, failure: bytes) -> None:
         return self._call("report_failure", worker, token, failure)
 
     def give_back(self, worker: str, token: str, start: int, count: int) -> None:
         return self._call("give_back", worker, token, start, count)
+
+    def give_back_many(self, worker: str, token: str, ranges: list[tuple[int, int]]) -> None:
+        return self._call("give_back_many", worker, token, [tuple(r) for r in ranges])
 
     def close(self) -> None:
         """Release the connection (not the coordinator)."""
@@ -116,6 +149,8 @@ class LocalBroker(Broker):
     >>> broker.acquire("master", ttl=10)
     >>> broker.status()["workers"]
     0
+    >>> broker.claim_many("w", "no-such-generation", 4, timeout=0.01) is None
+    True
     """
 
     def __init__(self, state: BrokerState | None = None):
@@ -135,6 +170,24 @@ class LocalBroker(Broker):
                 self._changed.wait_for(lambda: self.state.results, timeout)
                 results = self.state.take_results(token)
             return results
+
+    def watch(self, worker, token, stop, timeout):
+        with self._changed:
+            self.state.heartbeat(worker)
+            if timeout > 0:
+                self._changed.wait_for(lambda: not self.state.unchanged(token, stop), timeout)
+            return self._call("heartbeat", worker)
+
+    def claim_many(self, worker, token, count, timeout=0.0):
+        with self._changed:
+            ranges = self._call("claim_many", worker, token, count)
+            if ranges == [] and timeout > 0:
+                # the state may be replaced (tests): compare versions of the current one
+                state, version = self.state, self.state.queue_version
+                self._changed.wait_for(lambda: self.state is not state
+                                       or self.state.queue_version != version, timeout)
+                ranges = self._call("claim_many", worker, token, count)
+            return ranges
 
 
 __all__ = ["Broker", "BrokerBusy", "BrokerError", "LocalBroker"]

@@ -91,7 +91,7 @@ def _serve(options: argparse.Namespace) -> int:
     except BrokerError as error:
         logger.error("%s", error)
         return 1
-    worker = BrokerWorker(broker, runtime=runtime)
+    worker = BrokerWorker(broker, runtime=runtime, threads=options.threads)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: worker.interrupt())
     try:
@@ -104,6 +104,17 @@ def _serve(options: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (argparse names the option)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number of at least 1: {text!r}")
+    return value
+
+
 def worker_main(argv: list[str] | None = None) -> int:
     """``dask-abc-worker``: evaluate ranges for whichever master runs, for ``--runtime``."""
     parser = argparse.ArgumentParser(
@@ -113,7 +124,15 @@ def worker_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtime", default="2h",
                         help="stop taking ranges after this long, e.g. 2h, 3600s, 2d, 30m "
                         "(default 2h)")
-    parser.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--processes", type=_positive, default=1,
+                        help="worker processes, each with its own connection (default 1)")
+    parser.add_argument(
+        "--threads", type=_positive, default=1,
+        help="simulations run at once in each process (default 1), for models that "
+        "release the GIL (external programs, C extensions); P processes x N threads "
+        "give P*N slots. Models must then draw from their `rng` argument: numpy's "
+        "global random state (np.random.*) is shared by the threads, so such a model "
+        "is not reproducible (the worker warns, naming it)")
     options = parser.parse_args(argv)
     if options.processes <= 1:
         return _serve(options)
@@ -136,19 +155,10 @@ def worker_main(argv: list[str] | None = None) -> int:
 
 
 def _info_line(status: dict | None) -> str:
-    """pyABC's counter line, then the generation, acceptance rate and evaluations per
-    worker (who is busy, who idles)."""
-    if status is None or status["n"] is None:
-        return "Workers=None Evaluations=None Acceptances=None/None"
-    rate = (f", acceptance rate {status['acceptances'] / status['evaluations']:.1%}"
-            if status["evaluations"] else "")
-    if status.get("epsilon") is not None:
-        rate += f", epsilon {status['epsilon']:.4g}"
-    per_worker = ", ".join(f"{name}: {count}" for name, count in
-                           sorted(status.get("per_worker", {}).items()))
-    return (f"Workers={status['workers']} Evaluations={status['evaluations']} "
-            f"Acceptances={status['acceptances']}/{status['n']} (generation {status['t']}{rate})"
-            + (f"\nEvaluations per worker: {per_worker}" if per_worker else ""))
+    """pyABC's counter line, then a summary of the workers (:mod:`.info`)."""
+    from .info import info_text
+
+    return info_text(status)
 
 
 def manager_main(argv: list[str] | None = None) -> int:

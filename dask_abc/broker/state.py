@@ -7,6 +7,15 @@ worker whose heartbeats stop are queued again; a result for a range that
 already returned, or for a generation that is over, is dropped. The Dask
 Actor backend keeps one :class:`BrokerState`; the Redis backend stores the
 same fields in Redis.
+
+A *worker* is one ``dask-abc-worker`` process: it registers once with its
+number of *slots* (evaluation threads, ``info["threads"]``), heartbeats once
+and holds the leases of all its threads. Two version counters tell waiting
+callers what changed: :attr:`BrokerState.generation_version` (a generation
+started or ended, a stop was requested or withdrawn) and
+:attr:`BrokerState.queue_version` (ranges were queued, or the generation
+changed); a backend wakes its blocked ``watch`` and ``claim_many`` calls when
+they move.
 """
 
 from __future__ import annotations
@@ -22,12 +31,19 @@ class BrokerBusy(RuntimeError):
 
 @dataclass
 class WorkerInfo:
-    """What the coordinator knows of one worker."""
+    """What the coordinator knows of one worker process."""
 
     info: dict
     seen: float  # monotonic time of the last heartbeat
     evaluations: int = 0
     leases: dict[int, int] = field(default_factory=dict)  # start -> count
+    registered: bool = True  # False: known only from a heartbeat or claim (info lost)
+    since: float = 0.0  # when it registered (monotonic), for its age in status()
+
+    @property
+    def slots(self) -> int:
+        """Simulations the worker runs at once (its threads)."""
+        return max(int(self.info.get("threads", 1)), 1)
 
 
 class BrokerState:
@@ -39,13 +55,15 @@ class BrokerState:
     >>> state.acquire("master-1", ttl=30)
     >>> state.start_generation("tok", t=0, n=10, spec=b"...")
     >>> state.add_ranges("tok", [(0, 5), (5, 5)])
-    >>> state.register("w1", {})
+    >>> state.register("w1", {"threads": 4})
     >>> state.claim("w1", "tok")
     (0, 5)
     >>> state.push("w1", "tok", 0, 5, 2, b"result")
     True
     >>> state.take_results("tok")
     [b'result']
+    >>> state.status(per_worker=False)["slots"]
+    4
     """
 
     def __init__(self, clock=time.monotonic):
@@ -65,6 +83,12 @@ class BrokerState:
         self.acceptances = 0
         self.workers: dict[str, WorkerInfo] = {}
         self.stop_requested = False
+        self.generation_version = 0  # moves when the generation or the stop flag changes
+        self.queue_version = 0  # moves when ranges are queued or the generation changes
+
+    def _generation_changed(self) -> None:
+        self.generation_version += 1
+        self.queue_version += 1  # workers waiting for ranges learn that the generation ended
 
     # -- master ----------------------------------------------------------------
 
@@ -73,8 +97,9 @@ class BrokerState:
         now = self.clock()
         if self.owner not in (None, owner) and now < self.owner_expires:
             raise BrokerBusy(f"the coordinator is busy with another analysis ({self.owner})")
-        if self.owner != owner:  # a new analysis: an old stop request is spent
+        if self.owner != owner and self.stop_requested:  # a new analysis: an old stop is spent
             self.stop_requested = False
+            self._generation_changed()
         self.owner, self.owner_expires = owner, now + ttl
 
     def release(self, owner: str) -> None:
@@ -93,10 +118,12 @@ class BrokerState:
         self.evaluations = self.acceptances = 0
         for worker in self.workers.values():
             worker.leases.clear()
+        self._generation_changed()
 
     def add_ranges(self, token: str, ranges: list[tuple[int, int]]) -> None:
-        if token == self.token:
+        if token == self.token and ranges:
             self.queue.extend((int(s), int(c)) for s, c in ranges)
+            self.queue_version += 1
 
     def take_results(self, token: str) -> list[bytes]:
         """The results pushed since the last call."""
@@ -110,7 +137,7 @@ class BrokerState:
         if token != self.token:
             return []
         now = self.clock()
-        lost = []
+        lost: list[tuple[int, int]] = []
         for name, worker in list(self.workers.items()):
             if now - worker.seen > lease_seconds:
                 lost.extend(sorted(worker.leases.items()))
@@ -120,8 +147,10 @@ class BrokerState:
 
     def _queue_again(self, ranges: list[tuple[int, int]]) -> None:
         """Put claimed ranges back at the front of the queue, in order."""
-        self.queue.extendleft(reversed(ranges))
-        self.requeued.update(start for start, _ in ranges)
+        if ranges:
+            self.queue.extendleft(reversed(ranges))
+            self.requeued.update(start for start, _ in ranges)
+            self.queue_version += 1
 
     def finish_generation(self, token: str | None) -> None:
         """The generation is complete: workers abandon its ranges."""
@@ -131,10 +160,13 @@ class BrokerState:
             self.results.clear()
             for worker in self.workers.values():
                 worker.leases.clear()
+            self._generation_changed()
 
     def request_stop(self) -> None:
         """Workers exit at the end of the current generation."""
-        self.stop_requested = True
+        if not self.stop_requested:
+            self.stop_requested = True
+            self._generation_changed()
 
     def reset_workers(self) -> int:
         """Forget every registered worker (their leases are queued again)."""
@@ -144,19 +176,43 @@ class BrokerState:
         self.workers.clear()
         return n
 
-    def status(self) -> dict:
-        """Counters for monitoring (``dask-abc-manager info``)."""
-        return {"workers": len(self.workers), "evaluations": self.evaluations,
-                "acceptances": self.acceptances, "n": self.n, "t": self.t,
-                "epsilon": self.epsilon,
-                "running": self.token is not None, "owner": self.owner,
-                "stop": self.stop_requested,
-                "per_worker": {k: w.evaluations for k, w in self.workers.items()}}
+    def status(self, per_worker: bool = True) -> dict:
+        """Counters: live worker processes, their slots (threads; ``threads`` is the
+        most of one process), the running generation, the queue.
+
+        With ``per_worker`` (monitoring, ``dask-abc-manager info``) also each worker's
+        evaluations since it connected (``per_worker``), its registration info with its
+        ``age`` in seconds (``worker_info``) and the ranges held under leases
+        (``leased``); without (the master's frequent poll) the reply's size does not
+        grow with the workers.
+        """
+        slots = threads = 0
+        for worker in self.workers.values():
+            slots += worker.slots
+            threads = max(threads, worker.slots)
+        status = {"workers": len(self.workers), "slots": slots, "threads": threads,
+                  "evaluations": self.evaluations, "acceptances": self.acceptances,
+                  "n": self.n, "t": self.t, "epsilon": self.epsilon,
+                  "running": self.token is not None, "owner": self.owner,
+                  "stop": self.stop_requested, "queued": len(self.queue)}
+        if per_worker:
+            status["per_worker"] = {k: w.evaluations for k, w in self.workers.items()}
+            now = self.clock()
+            status["worker_info"] = {k: {**w.info, "age": now - w.since}
+                                     for k, w in self.workers.items()}
+            status["leased"] = sum(len(w.leases) for w in self.workers.values())
+        return status
 
     # -- workers ---------------------------------------------------------------
 
     def register(self, worker: str, info: dict) -> None:
-        self.workers[worker] = WorkerInfo(info, self.clock())
+        """A worker process announces itself; ``info`` holds ``threads`` (its slots),
+        ``host`` and ``pid``. Registering again keeps its leases."""
+        known, now = self.workers.get(worker), self.clock()
+        if known is None:
+            self.workers[worker] = WorkerInfo(dict(info), now, since=now)
+        else:
+            known.info, known.seen, known.registered = dict(info), now, True
 
     def unregister(self, worker: str) -> None:
         gone = self.workers.pop(worker, None)
@@ -164,24 +220,45 @@ class BrokerState:
             self._queue_again(sorted(gone.leases.items()))
 
     def heartbeat(self, worker: str) -> dict:
-        """Renew the worker's leases; tell it the current generation and the stop flag."""
-        known = self.workers.get(worker)
-        if known is None:  # forgotten (reset-workers, or presumed dead): registers again
-            known = self.workers[worker] = WorkerInfo({}, self.clock())
-        known.seen = self.clock()
-        return {"token": self.token, "t": self.t, "stop": self.stop_requested}
+        """Renew the worker's leases; tell it the current generation, the stop flag and
+        whether it is registered (if not, it registers again: it was forgotten by
+        ``reset-workers`` or presumed dead)."""
+        known, now = self.workers.get(worker), self.clock()
+        if known is None:
+            known = self.workers[worker] = WorkerInfo({}, now, registered=False, since=now)
+        known.seen = now
+        return {"token": self.token, "t": self.t, "stop": self.stop_requested,
+                "registered": known.registered}
+
+    def unchanged(self, token: str | None, stop: bool) -> bool:
+        """Whether the generation is still ``token`` and the stop flag still ``stop``
+        (what a worker's ``watch`` waits to change)."""
+        return self.token == token and self.stop_requested == bool(stop)
 
     def spec(self, token: str) -> bytes | None:
         return self.spec_data if token == self.token else None
 
     def claim(self, worker: str, token: str) -> tuple[int, int] | None:
         """The next queued range, leased to ``worker``; None if there is none."""
-        if token != self.token or not self.queue:
+        ranges = self.claim_many(worker, token, 1)
+        return ranges[0] if ranges else None
+
+    def claim_many(self, worker: str, token: str, count: int) -> list[tuple[int, int]] | None:
+        """Up to ``count`` queued ranges, leased to ``worker`` (a process claiming for its
+        idle threads); ``[]`` if none is queued, None if ``token`` is not the running
+        generation."""
+        if token != self.token:
             return None
-        start, count = self.queue.popleft()
+        if not self.queue or count < 1:
+            return []
         self.heartbeat(worker)
-        self.workers[worker].leases[start] = count
-        return start, count
+        leases = self.workers[worker].leases
+        ranges = []
+        for _ in range(min(int(count), len(self.queue))):
+            start, n = self.queue.popleft()
+            leases[start] = n
+            ranges.append((start, n))
+        return ranges
 
     def push(self, worker: str, token: str, start: int, count: int, accepted: int,
              result: bytes) -> bool:
@@ -208,6 +285,15 @@ class BrokerState:
         self.push(worker, token, start, count, accepted, result)
         return self.claim(worker, token)
 
+    def push_many(self, worker: str, token: str, results: list[tuple[int, int, int, bytes]],
+                  claim: int = 0) -> list[tuple[int, int]] | None:
+        """:meth:`push` of every ``(start, count, accepted, result)``, then
+        :meth:`claim_many` of up to ``claim`` ranges: a worker process's one call for
+        all the ranges its threads finished and all its idle threads."""
+        for start, count, accepted, result in results:
+            self.push(worker, token, int(start), int(count), int(accepted), result)
+        return self.claim_many(worker, token, claim)
+
     def report_failure(self, worker: str, token: str, failure: bytes) -> None:
         """Deliver a worker's error to the master, among the results."""
         if token == self.token:
@@ -220,3 +306,13 @@ class BrokerState:
             known.leases.pop(start, None)
         if token == self.token and start not in self.returned:
             self._queue_again([(start, count)])
+
+    def give_back_many(self, worker: str, token: str, ranges: list[tuple[int, int]]) -> None:
+        """:meth:`give_back` of several ranges, in one call."""
+        known = self.workers.get(worker)
+        if known is not None:
+            for start, _ in ranges:
+                known.leases.pop(int(start), None)
+        if token == self.token:
+            self._queue_again(sorted((int(s), int(c)) for s, c in ranges
+                                     if int(s) not in self.returned))

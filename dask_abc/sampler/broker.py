@@ -4,8 +4,11 @@ Standalone workers (``dask-abc-worker``) started anywhere, at any time, claim
 ranges of the running generation from a coordinator (a
 :class:`~dask_abc.broker.Broker`), evaluate them and push the results. The
 master sizes the ranges with the same controller as the Dask sampler, keeps a
-few queued per live worker, and queues again the ranges of workers whose
-heartbeats stop, so a killed worker never hangs a run.
+few queued per live *slot* (a worker process has one per thread), and queues
+again the ranges of workers whose heartbeats stop, so a killed worker never
+hangs a run. Ranges get longer as the slots grow (at least ``slots /
+abc.broker.max-task-rate`` seconds of work), so the coordinator's load stays
+bounded on any cluster.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from .. import config
 from ..broker import ActorBroker, Broker, BrokerBusy, RedisBroker
 from ..broker.worker import WorkerFailure
 from ..generation import GenerationSpec
+from ..reproducibility import warn_shared_global_state
 from ..sample import SampleCollector
 from .base import Sampler, SamplerError
 from .controller import BatchController
@@ -62,6 +66,7 @@ class BrokerSampler(Sampler):
             config.get("broker.lease-seconds") if lease_seconds is None else lease_seconds)
         self.owner = f"master {socket.gethostname()} PID {os.getpid()} ({uuid.uuid4().hex[:8]})"
         self._broker: Broker | None = None
+        self._warned: set[str] = set()  # global-RNG models warned about by this sampler
 
     @property
     def broker(self) -> Broker:
@@ -72,8 +77,17 @@ class BrokerSampler(Sampler):
     def _connect(self) -> Broker:
         raise NotImplementedError
 
-    def _window(self, workers: int) -> int:
-        return max(workers, 1) * (1 + int(config.get("broker.pipeline-depth")))
+    def _window(self, slots: int) -> int:
+        """Ranges to keep queued or running: each slot's one and ``pipeline-depth``
+        more, so a thread that pushes a result claims the next in the same call."""
+        return max(slots, 1) * (1 + int(config.get("broker.pipeline-depth")))
+
+    def _warn_threads(self, spec: GenerationSpec, threads: int) -> None:
+        """Once per model: workers run ``threads`` simulations per process, and a model
+        draws from numpy's global random state (known from the pre-flight check)."""
+        if threads > 1 and spec.global_rng_models:
+            warn_shared_global_state(spec.global_rng_models, threads,
+                                     "a dask-abc-worker process (--threads)", self._warned)
 
     def _run(self, spec: GenerationSpec, collector: SampleCollector, acceptance_rate_hint):
         broker = self.broker
@@ -84,10 +98,11 @@ class BrokerSampler(Sampler):
         outstanding: dict[int, int] = {}  # start -> count, queued or leased
         handed_out = 0
 
-        def top_up(workers: int) -> None:
+        def top_up(slots: int) -> None:
             nonlocal handed_out
             new = self.controller.ranges(collector, handed_out, len(outstanding),
-                                         self._window(workers), acceptance_rate_hint)
+                                         self._window(slots), acceptance_rate_hint,
+                                         slots=max(slots, 1))
             if new:
                 broker.add_ranges(token, new)
                 outstanding.update(new)
@@ -97,7 +112,7 @@ class BrokerSampler(Sampler):
         count_every = min(check_every, float(config.get("broker.worker-count-seconds")))
         started = last_result = time.monotonic()
         next_check = next_count = started
-        workers = 0
+        slots = 0
         try:
             while not collector.done:
                 now = time.monotonic()
@@ -108,18 +123,19 @@ class BrokerSampler(Sampler):
                         logger.warning("generation %d: %d ranges of silent workers queued "
                                        "again (first: %d..)", spec.t, len(lost), lost[0][0])
                     next_check = now + check_every
-                if now >= next_count:  # the queue follows the live number of workers
-                    status = broker.status()
+                if now >= next_count:  # the queue follows the live number of slots
+                    status = broker.status(per_worker=False)
                     if status["owner"] != self.owner or not status["running"]:
                         raise SamplerError(
                             f"{type(self).__name__}: the coordinator lost generation {spec.t} "
                             f"(restarted, or its claim lapsed; held by {status['owner']}); "
                             "completed generations are in the database")
-                    workers = status["workers"]
-                    if not workers and now - last_result > self.wait_for_workers:
+                    slots = status["slots"]
+                    self._warn_threads(spec, status["threads"])
+                    if not status["workers"] and now - last_result > self.wait_for_workers:
                         raise self._no_workers(spec, collector, now - started)
                     next_count = now + count_every
-                top_up(workers)
+                top_up(slots)
                 for data in broker.take_results(token, count_every):
                     batch = pickle.loads(data)
                     if isinstance(batch, WorkerFailure):
