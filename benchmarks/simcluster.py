@@ -77,10 +77,12 @@ class Processes:
         self.groups_file = groups_file
         self.started: list[tuple[str, subprocess.Popen]] = []
 
-    def start(self, name: str, cmd: list[str]) -> subprocess.Popen:
+    def start(self, name: str, cmd: list[str], env: dict | None = None) -> subprocess.Popen:
+        """Start ``cmd`` (with ``env`` added to the processes' environment)."""
         log = open(self.logdir / f"{name}.log", "wb")
         try:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                    env={**self.env, **(env or {})},
                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         finally:
             log.close()
@@ -208,7 +210,13 @@ def start_dask_cluster(procs: Processes, python: str, processes: int, threads: i
                        nanny: bool = False, timeout: float = 60) -> str:
     """A scheduler in its own process and ``processes`` workers of ``threads`` threads,
     all on 127.0.0.1, started with interpreter ``python``; the scheduler's address once
-    it listens (the caller waits for the workers)."""
+    it listens (the caller waits for the workers).
+
+    The workers' statistical profiler is off (``DASK_DISTRIBUTED__WORKER__PROFILE__
+    ENABLED``), for both libraries alike: it samples every thread of a worker every
+    10 ms, which a real worker process with a thread or a few pays little for and a
+    simulated one with hundreds of threads pays in full, on the machine's few cores.
+    """
     import json
 
     port = free_port()
@@ -230,7 +238,8 @@ def start_dask_cluster(procs: Processes, python: str, processes: int, threads: i
                                     "--nthreads", str(threads), "--host", "127.0.0.1",
                                     "--nanny" if nanny else "--no-nanny",
                                     "--memory-limit", "0", "--name", f"w{i}",
-                                    "--dashboard-address", "127.0.0.1:0"])
+                                    "--dashboard-address", "127.0.0.1:0"],
+                    env={"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"})
     return address
 
 
