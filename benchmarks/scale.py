@@ -40,7 +40,6 @@ PYABC_PYTHON = "/work/pyabc-venv/bin/python"
 OBSERVED = {"y": 1.0}
 SEED = 0
 LOGNORMAL_SIGMA = 1.0  # coefficient of variation 1.31; the largest of 10,000 draws ~ 25x mean
-BULK = 0.8  # the task rate's "bulk": the first 80 % of a generation's wall time
 SAMPLERS = {  # name -> library
     "dask": "dask_abc", "actor": "dask_abc", "redis": "dask_abc",
     "pyabc-b1": "pyabc", "pyabc-b5": "pyabc",
@@ -214,7 +213,18 @@ def history_difference(h1, h2) -> str | None:
     return None
 
 
-def run_case(case: Case, groups_file: str | None) -> dict:
+def tail_seconds(slots: int) -> float:
+    """The generation's tail for the task rate: the last ``task_seconds(slots)``, the
+    longest range dask_abc hands out on ``slots`` slots. Before it, every slot has at
+    least one longest range of needed work left; in it, ranges shrink so that the
+    slots finish together, and tasks come up to five times faster (see
+    ``BatchController``). The same tail is used for every library, so rates compare."""
+    from dask_abc.sampler.controller import BatchController
+
+    return BatchController().task_seconds(slots)
+
+
+def run_case(case: Case, groups_file: str | None, tail: float) -> dict:
     """Start the cluster, run and measure one inference, stop everything."""
     import importlib
 
@@ -227,7 +237,7 @@ def run_case(case: Case, groups_file: str | None) -> dict:
         client = None
         try:
             sampler, client, coordinator = make_sampler(case, lib, procs)
-            return measure(case, lib, sampler, client, procs, coordinator, tmp)
+            return measure(case, lib, sampler, client, procs, coordinator, tmp, tail)
         except Exception:
             for name, _ in procs.started:  # what the cluster said, for the report
                 print(f"--- {name}:\n{procs.log_tail(name, 8)}", file=sys.stderr)
@@ -238,7 +248,8 @@ def run_case(case: Case, groups_file: str | None) -> dict:
             procs.stop()
 
 
-def measure(case: Case, lib, sampler, client, procs, coordinator, tmp: Path) -> dict:
+def measure(case: Case, lib, sampler, client, procs, coordinator, tmp: Path,
+            tail: float) -> dict:
     np.random.seed(SEED)  # pyABC's master (it has no seed argument)
     sigma = LOGNORMAL_SIGMA if case.lognormal else None
     model = simcluster.SleepModel(case.seconds, sigma, str(tmp / "sim"))
@@ -260,7 +271,7 @@ def measure(case: Case, lib, sampler, client, procs, coordinator, tmp: Path) -> 
     sims = simcluster.read_model_log(tmp / "sim")
     result = {
         **case.describe(),
-        **metrics(case, history, calls, sims, tasks, t0, t1),
+        **metrics(case, history, calls, sims, tasks, t0, t1, tail),
         "wall": wall,
         "master_cpu_per_1k": 1000 * master_cpu / history.total_nr_simulations,
         "server_cpu_per_1k": 1000 * sum(cpu_after.get(n, 0) - cpu_before.get(n, 0)
@@ -280,8 +291,10 @@ def measure(case: Case, lib, sampler, client, procs, coordinator, tmp: Path) -> 
 
 
 def metrics(case: Case, history, calls: list[dict], sims: dict, tasks: np.ndarray,
-            t0: float, t1: float) -> dict:
-    """Efficiency, utilisation, excess, task rates and generation gaps of one run."""
+            t0: float, t1: float, tail: float) -> dict:
+    """Efficiency, utilisation, excess, task rates and generation gaps of one run; the
+    bulk task rate is taken before the generation's last ``tail`` seconds, in the
+    generations at least two tails long."""
     wall = t1 - t0
     evaluations = int(history.total_nr_simulations)
     samples = history.get_all_populations().sort_values("t")["samples"].astype(int).tolist()
@@ -306,10 +319,11 @@ def metrics(case: Case, history, calls: list[dict], sims: dict, tasks: np.ndarra
             gen["gap"] = None if first is None else first - previous
         if len(tasks):
             inside = tasks[(tasks >= call["start"]) & (tasks <= call["end"])]
-            bulk_end = call["start"] + BULK * duration
             gen["tasks"] = len(inside)
             gen["tasks_per_s"] = len(inside) / duration
-            gen["bulk_tasks_per_s"] = (inside <= bulk_end).sum() / (BULK * duration)
+            if duration >= 2 * tail:
+                bulk = duration - tail
+                gen["bulk_tasks_per_s"] = (inside <= call["start"] + bulk).sum() / bulk
         generations.append(gen)
     gaps = [g["gap"] for g in generations if g.get("gap") is not None]
     run_tasks = tasks[(tasks >= t0) & (tasks <= t1)] if len(tasks) else tasks
@@ -332,7 +346,10 @@ def metrics(case: Case, history, calls: list[dict], sims: dict, tasks: np.ndarra
     if len(tasks):
         out["tasks"] = len(run_tasks)
         out["tasks_per_s"] = len(run_tasks) / wall
-        out["bulk_tasks_per_s_max"] = max(g["bulk_tasks_per_s"] for g in generations)
+        out["tail_seconds"] = tail
+        out["bulk_tasks_per_s_max"] = max(
+            (g["bulk_tasks_per_s"] for g in generations if "bulk_tasks_per_s" in g),
+            default=None)
     if case.library == "dask_abc":  # returned by the workers but not used
         info = history.get_generation_info()
         out["excess_returned"] = int((info.evaluations_performed - info.samples).sum())
@@ -394,7 +411,8 @@ def run_subprocess(case: Case, args) -> dict:
     with tempfile.TemporaryDirectory(prefix="abc-scale-case-") as tmp:
         out, groups, log = Path(tmp, "result.json"), Path(tmp, "groups"), Path(tmp, "log")
         cmd = [python, str(Path(__file__).resolve()), "--case", json.dumps(asdict(case)),
-               "--case-out", str(out), "--groups-file", str(groups)]
+               "--case-out", str(out), "--groups-file", str(groups),
+               "--tail-seconds", str(tail_seconds(case.slots))]
         error = None
         with open(log, "wb") as f:
             proc = subprocess.Popen(cmd, env=case_env(case.library), stdout=f,
@@ -544,11 +562,12 @@ def main() -> None:
     p.add_argument("--case", help=argparse.SUPPRESS)  # internal: one case, as JSON
     p.add_argument("--case-out", help=argparse.SUPPRESS)
     p.add_argument("--groups-file", help=argparse.SUPPRESS)
+    p.add_argument("--tail-seconds", type=float, help=argparse.SUPPRESS)
     args = p.parse_args()
     for sig in (signal.SIGTERM, signal.SIGHUP):  # like Ctrl-C: the clusters are stopped
         signal.signal(sig, lambda *_: sys.exit(143))
     if args.case:
-        result = run_case(Case(**json.loads(args.case)), args.groups_file)
+        result = run_case(Case(**json.loads(args.case)), args.groups_file, args.tail_seconds)
         Path(args.case_out).write_text(json.dumps(result))
         return
     out = Path(args.json_out)

@@ -63,13 +63,16 @@ def test_ranges_beyond_the_certain_part_wait_for_the_window_and_stop_at_the_limi
         assert c.ranges(collector, enough, 5, 10**6, None, slots=100) == []  # enough out
 
 
-def test_fixed_sizes_and_unknown_speed_fill_the_window():
+def test_fixed_sizes_fill_the_window_and_unknown_speed_one_range_per_slot():
+    """Before the first result, one short range per slot: on a thousand slots, a
+    second wave of one-evaluation tasks would only load the scheduler."""
     with dask.config.set(SETTINGS):
         assert BatchController(7).ranges(SampleCollector(10), 0, 1, 3, None) == [(0, 7),
                                                                                  (7, 7)]
         unknown = BatchController("auto")
-        assert unknown.ranges(SampleCollector(10), 0, 0, 4, None, slots=2) == [
-            (0, 1), (1, 1), (2, 1), (3, 1)]
+        assert unknown.ranges(SampleCollector(10), 0, 0, 4, None, slots=2) == [(0, 1), (1, 1)]
+        assert unknown.ranges(SampleCollector(10), 2, 1, 4, None, slots=2) == [(2, 1)]
+        assert len(unknown.ranges(SampleCollector(5000), 0, 0, 2000, None, slots=1000)) == 1000
 
 
 def test_nothing_out_and_nothing_expected_still_hands_out_a_range():

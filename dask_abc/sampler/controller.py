@@ -42,9 +42,9 @@ class BatchController:
     ``max-task-rate`` tasks per second in the bulk of a generation, whether 2 or
     10,000 slots work. The shortest useful range lasts ``min-task-seconds``
     (below which a round trip costs more than the excess it saves), and on a big
-    cluster a fifth of the longest. Until the time per evaluation is known,
-    ranges of ``initial-batch-size``, and with a fixed integer ``batch_size``
-    ranges of that size, are handed out until ``window`` are out.
+    cluster a fifth of the longest. Until the time per evaluation is known, one
+    range of ``initial-batch-size`` per slot is out; with a fixed integer
+    ``batch_size``, ranges of that size are handed out until ``window`` are out.
 
     Parameters
     ----------
@@ -147,10 +147,10 @@ class BatchController:
         if self.batch_size != "auto":
             return self._cut(collector, handed_out, lambda _: self.batch_size,
                              lambda n, _: in_flight + n < window)
-        if not self.knows_speed:  # short first ranges; the first result tells the speed
+        if not self.knows_speed:  # one short range per slot; the first result tells the speed
             size = int(self._config("initial-batch-size"))
             return self._cut(collector, handed_out, lambda _: size,
-                             lambda n, _: in_flight + n < window)
+                             lambda n, _: in_flight + n < min(window, slots))
         mean, sd = self.outlook(collector, hint)
         k = self._config("speculative-sd")
         # up to index `needed` the population almost surely needs every evaluation; by
