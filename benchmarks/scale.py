@@ -317,6 +317,16 @@ def metrics(case: Case, history, calls: list[dict], sims: dict, tasks: np.ndarra
             previous = calls[k - 1]["end"]
             gen["master_between"] = call["start"] - previous
             gen["gap"] = None if first is None else first - previous
+        # the tail: from the last instant with 90 % of the slots busy to the end; before
+        # it, the utilisation says what scheduling (not waiting for stragglers) loses
+        full = simcluster.last_full(start[ours], end[ours], call["start"], call["end"],
+                                    0.9 * case.slots)
+        if full is not None:
+            gen["tail"] = call["end"] - full
+            if full > call["start"]:
+                gen["utilisation_before_tail"] = simcluster.busy_seconds(
+                    start[ours], end[ours], call["start"], full) / case.slots / (
+                    full - call["start"])
         if len(tasks):
             inside = tasks[(tasks >= call["start"]) & (tasks <= call["end"])]
             gen["tasks"] = len(inside)
@@ -326,6 +336,8 @@ def metrics(case: Case, history, calls: list[dict], sims: dict, tasks: np.ndarra
                 gen["bulk_tasks_per_s"] = (inside <= call["start"] + bulk).sum() / bulk
         generations.append(gen)
     gaps = [g["gap"] for g in generations if g.get("gap") is not None]
+    tails = [g["tail"] for g in generations if "tail" in g]
+    before = [g for g in generations if "utilisation_before_tail" in g]
     run_tasks = tasks[(tasks >= t0) & (tasks <= t1)] if len(tasks) else tasks
     out = {
         "evaluations": evaluations,
@@ -341,6 +353,11 @@ def metrics(case: Case, history, calls: list[dict], sims: dict, tasks: np.ndarra
         "after_last_call": t1 - calls[-1]["end"] if calls else None,
         "gap_median": float(np.median(gaps)) if gaps else None,
         "gap_max": max(gaps) if gaps else None,
+        # the share of run() in generation tails, and the utilisation outside them
+        "tail_fraction": sum(tails) / wall if tails else None,
+        "utilisation_before_tail": (
+            sum(g["utilisation_before_tail"] * (g["wall"] - g["tail"]) for g in before)
+            / sum(g["wall"] - g["tail"] for g in before)) if before else None,
         "generations_run": generations,
     }
     if len(tasks):
@@ -376,9 +393,6 @@ def skip_reasons(cases: list[Case], pyabc_python: str) -> dict[str, str]:
                               capture_output=True, text=True, env=case_env("pyabc"))
         if done.returncode:
             reasons["pyabc"] = f"pyABC does not import with {pyabc_python}"
-    if {"actor", "redis"} & samplers and any(c.threads > 1 for c in cases):
-        if not simcluster.abc_worker_has_threads(sys.executable, case_env("dask_abc")):
-            reasons["threads"] = "dask-abc-worker has no --threads"
     if "redis" in samplers and shutil.which("redis-server") is None:
         reasons["redis"] = "redis-server not found"
     return reasons
@@ -387,8 +401,6 @@ def skip_reasons(cases: list[Case], pyabc_python: str) -> dict[str, str]:
 def skipped(case: Case, reasons: dict[str, str]) -> str | None:
     if case.library == "pyabc":
         return reasons.get("pyabc")
-    if case.sampler in ("actor", "redis") and case.threads > 1 and "threads" in reasons:
-        return reasons["threads"]
     return reasons.get(case.sampler)
 
 
@@ -469,6 +481,12 @@ def report(results: list[dict]) -> None:
         if r.get("history_difference"):
             print(f"    History differs from SingleCore's: {r['history_difference']}")
     ok = [r for r in results if r.get("status") == "ok"]
+    print("\ngeneration tails (from the last instant with 90 % of the slots busy to the "
+          "generation's end):")
+    for r in ok:
+        if r.get("tail_fraction") is not None:
+            print(f"  {r['name']:28} {100 * r['tail_fraction']:5.1f}% of run() in tails, "
+                  f"utilisation before them {fmt(r.get('utilisation_before_tail'))}")
     rows = []
     for r in ok:
         if SAMPLERS[r["sampler"]] == "pyabc":

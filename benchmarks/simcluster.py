@@ -272,13 +272,6 @@ def start_abc_workers(procs: Processes, python: str, connection: list[str], proc
     procs.start("dask-abc-worker", cmd)
 
 
-def abc_worker_has_threads(python: str, env: dict) -> bool:
-    """Whether ``dask-abc-worker`` (``python -m dask_abc.broker``) accepts ``--threads``."""
-    done = subprocess.run([python, "-m", "dask_abc.broker", "--help"], capture_output=True,
-                          text=True, env=env, timeout=120)
-    return "--threads" in done.stdout
-
-
 # -- the model -------------------------------------------------------------------------
 
 _LOGS: dict[tuple[str, int], object] = {}  # (directory, pid) -> open file
@@ -358,6 +351,33 @@ def peak_concurrency(starts: np.ndarray, ends: np.ndarray) -> int:
     steps = np.concatenate([np.ones(len(starts)), -np.ones(len(ends))])
     order = np.lexsort((steps, times))  # an end before a start at the same instant
     return int(np.cumsum(steps[order]).max()) if len(order) else 0
+
+
+def last_full(starts: np.ndarray, ends: np.ndarray, since: float, until: float,
+              level: float) -> float | None:
+    """The last instant in ``[since, until]`` at which at least ``level`` simulations
+    ran (None if never): after it, the slots run out of work, the generation's tail.
+
+    Examples
+    --------
+    >>> last_full(np.array([0.0, 0.0, 1.0]), np.array([2.0, 3.0, 4.0]), 0, 5, 2)
+    3.0
+    """
+    times = np.concatenate([starts, ends])
+    steps = np.concatenate([np.ones(len(starts)), -np.ones(len(ends))])
+    order = np.lexsort((steps, times))
+    times, running = times[order], np.cumsum(steps[order])
+    # running[k] holds from times[k] to times[k + 1]
+    after = np.append(times[1:], np.inf)
+    full = (running >= level) & (after > since) & (times < until)
+    if not full.any():
+        return None
+    return float(min(after[full].max(), until))
+
+
+def busy_seconds(starts: np.ndarray, ends: np.ndarray, since: float, until: float) -> float:
+    """Slot-seconds spent in simulations within ``[since, until]``."""
+    return float(np.clip(np.minimum(ends, until) - np.maximum(starts, since), 0, None).sum())
 
 
 # -- the scheduler's task rate -----------------------------------------------------------
