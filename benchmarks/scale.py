@@ -218,10 +218,11 @@ def tail_seconds(slots: int) -> float:
     longest range dask_abc hands out on ``slots`` slots. Before it, every slot has at
     least one longest range of needed work left; in it, ranges shrink so that the
     slots finish together, and tasks come up to five times faster (see
-    ``BatchController``). The same tail is used for every library, so rates compare."""
-    from dask_abc.sampler.controller import BatchController
+    ``dask_abc.sampler.policy.Auto``). The same tail is used for every library, so rates
+    compare."""
+    from dask_abc.sampler.policy import Auto
 
-    return BatchController().task_seconds(slots)
+    return Auto().task_seconds(slots)
 
 
 def run_case(case: Case, groups_file: str | None, tail: float) -> dict:

@@ -10,6 +10,7 @@ reaches ``max_eval``).
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -54,20 +55,25 @@ class SampleCollector:
     on_batch : callable, optional
         Called with every new batch (not with restored ones or duplicates),
         e.g. to stream it to the database.
+    acceptance_rate_hint : float, optional
+        The acceptance rate expected before this generation's first results
+        (the previous generation's); see :attr:`acceptance_rate_estimate`.
 
     Examples
     --------
-    >>> c = SampleCollector(n=2)
-    >>> c.done
-    False
+    >>> c = SampleCollector(n=2, acceptance_rate_hint=0.1)
+    >>> c.done, c.evaluations_still_needed
+    (False, 20)
     >>> c.fit_range(0, 10)
     (0, 10)
     """
 
     def __init__(self, n: int, max_eval: float = np.inf, restored: Iterable[BatchResult] = (),
-                 on_batch: Callable[[BatchResult], None] | None = None):
+                 on_batch: Callable[[BatchResult], None] | None = None,
+                 acceptance_rate_hint: float | None = None):
         self.n = n
         self.max_eval = max_eval
+        self.acceptance_rate_hint = acceptance_rate_hint
         self.prefix = 0  # [0, prefix) evaluated completely
         self.prefix_accepted = 0
         self.evaluations_performed = 0
@@ -92,6 +98,30 @@ class SampleCollector:
     def n_accepted(self) -> int:
         """Acceptances inside the contiguous prefix."""
         return self.prefix_accepted
+
+    @property
+    def rate_is_measured(self) -> bool:
+        """Whether :attr:`acceptance_rate_estimate` comes from this generation's results
+        (50 evaluations, or an acceptance), not from the hint."""
+        return self.evaluated_seen >= 50 or self.accepted_seen > 0
+
+    @property
+    def acceptance_rate_estimate(self) -> float:
+        """The acceptance rate seen so far in this generation, else the hint, else 1.
+
+        Every range returned counts, not only the contiguous prefix: on a big cluster the
+        prefix stays short for long while hundreds of ranges beyond it have returned, and
+        the previous generation's rate (the hint) is usually too high.
+        """
+        if self.rate_is_measured:
+            return max(self.accepted_seen, 1) / self.evaluated_seen
+        return self.acceptance_rate_hint or 1.0
+
+    @property
+    def evaluations_still_needed(self) -> int:
+        """Expected evaluations beyond the prefix until the population is complete (at
+        least 1)."""
+        return max(1, math.ceil((self.n - self.n_accepted) / self.acceptance_rate_estimate))
 
     def add(self, batch: BatchResult) -> None:
         self.evaluations_performed += batch.n_evaluated

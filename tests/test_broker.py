@@ -691,7 +691,7 @@ def sleeping_reference(tmp_path_factory):
 
 def test_the_master_sizes_ranges_for_the_slots_of_threaded_workers(sleeping_reference,
                                                                    tmp_path):
-    """A worker process of 8 threads is 8 slots: the master hands the controller 8 slots
+    """A worker process of 8 threads is 8 slots: the master hands the policy 8 slots
     and keeps ranges in flight for 8 (not for one process)."""
     broker = LocalBroker()
     worker = BrokerWorker(broker, runtime=60, threads=8)
@@ -699,13 +699,13 @@ def test_the_master_sizes_ranges_for_the_slots_of_threaded_workers(sleeping_refe
     thread.start()
     sampler = ThreadBrokerSampler(broker)
     seen = []
-    ranges = sampler.controller.ranges
+    ranges = sampler.policy.ranges
 
-    def spy(collector, handed_out, in_flight, window, hint, slots=1):
+    def spy(collector, handed_out, in_flight, window, slots=1):
         seen.append((window, slots))
-        return ranges(collector, handed_out, in_flight, window, hint, slots=slots)
+        return ranges(collector, handed_out, in_flight, window, slots=slots)
 
-    sampler.controller.ranges = spy
+    sampler.policy.ranges = spy
     try:
         wait_for(lambda: broker.status(per_worker=False)["slots"] == 8)
         history = run_sleeping(sampler, tmp_path / "q.db", SleepingModel(tmp_path, 0.0), n=50)

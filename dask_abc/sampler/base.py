@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import math
 import os
 import signal
 import threading
@@ -50,25 +49,6 @@ def exit_with_master(master: int) -> None:
         os._exit(1)
 
 
-def acceptance_rate_estimate(collector: SampleCollector, hint: float | None) -> float:
-    """The acceptance rate seen so far in this generation, else the hint, else 1.
-
-    Every range returned counts, not only the contiguous prefix: on a big cluster the
-    prefix stays short for long while hundreds of ranges beyond it have returned, and
-    the previous generation's rate (the hint) is usually too high.
-    """
-    seen, accepted = collector.evaluated_seen, collector.accepted_seen
-    if seen >= 50 or (seen and accepted):
-        return max(accepted, 1) / seen
-    return hint if hint else 1.0
-
-
-def evaluations_still_needed(collector: SampleCollector, hint: float | None) -> int:
-    """Expected evaluations until the population is complete (at least 1)."""
-    remaining = collector.n - collector.n_accepted
-    return max(1, math.ceil(remaining / acceptance_rate_estimate(collector, hint)))
-
-
 class Sampler:
     """Base class of samplers.
 
@@ -76,14 +56,35 @@ class Sampler:
     :class:`~dask_abc.generation.GenerationSpec` are evaluated; the spec does all
     the statistics, so every sampler returns the same population.
 
+    :meth:`sample` is the primitive: a spec and a collector in, the population out.
     Subclasses implement :meth:`_run`, which feeds batch results into the
-    collector until ``collector.done``.
+    collector until ``collector.done``; those that hand out ranges of more than
+    one index size them through ``self.policy``
+    (:mod:`~dask_abc.sampler.policy`).
     """
 
     def __init__(self, check_max_eval: bool = False):
         self.check_max_eval = check_max_eval  # accepted for pyABC; max_eval always holds
         self.nr_evaluations_ = 0
         self._warned: set[str] = set()  # models warned about (numpy's global random state)
+
+    def sample(self, spec: GenerationSpec, collector: SampleCollector) -> Sample:
+        """Evaluate ranges of ``spec`` into ``collector`` until the population is
+        determined; numpy's global random state is left as it was.
+
+        Examples
+        --------
+        >>> from dask_abc.sampler import SingleCoreSampler
+        >>> sample = SingleCoreSampler().sample(spec, SampleCollector(10))  # doctest: +SKIP
+        """
+        state = np.random.get_state()  # simulations reseed it when they run in this process
+        try:
+            self._run(spec, collector)
+        finally:
+            np.random.set_state(state)
+        sample = collector.result()
+        self.nr_evaluations_ = sample.evaluations_performed
+        return sample
 
     def sample_until_n_accepted(
         self,
@@ -95,24 +96,18 @@ class Sampler:
         restored: Sequence[BatchResult] = (),
         on_batch: Callable[[BatchResult], None] | None = None,
     ) -> Sample:
-        """Evaluate indices until the population of ``n`` is determined.
+        """pyABC's call: :meth:`sample` into a new
+        :class:`~dask_abc.sample.SampleCollector` of these arguments.
 
         Ranges ``restored`` (from a checkpoint) are not evaluated again;
         ``on_batch`` is called with every new result as it returns (checkpoints,
         progress).
         """
-        collector = SampleCollector(n, max_eval, restored, on_batch=on_batch)
-        state = np.random.get_state()  # simulations reseed it when they run in this process
-        try:
-            self._run(spec, collector, acceptance_rate_hint)
-        finally:
-            np.random.set_state(state)
-        sample = collector.result()
-        self.nr_evaluations_ = sample.evaluations_performed
-        return sample
+        return self.sample(spec, SampleCollector(n, max_eval, restored, on_batch=on_batch,
+                                                 acceptance_rate_hint=acceptance_rate_hint))
 
-    def _run(self, spec: GenerationSpec, collector: SampleCollector,
-             acceptance_rate_hint: float | None) -> None:
+    def _run(self, spec: GenerationSpec, collector: SampleCollector) -> None:
+        """Feed batch results of ``spec`` into ``collector`` until ``collector.done``."""
         raise NotImplementedError
 
     def _warn_if_threads_share_global_state(self, spec: GenerationSpec, threads: int,

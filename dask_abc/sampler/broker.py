@@ -3,7 +3,7 @@
 Standalone workers (``dask-abc-worker``) started anywhere, at any time, claim
 ranges of the running generation from a coordinator (a
 :class:`~dask_abc.broker.Broker`), evaluate them and push the results. The
-master sizes the ranges with the same controller as the Dask sampler, keeps a
+master sizes the ranges with the same policy as the Dask sampler, keeps a
 few queued per live *slot* (a worker process has one per thread), and queues
 again the ranges of workers whose heartbeats stop, so a killed worker never
 hangs a run. Ranges get longer as the slots grow (at least ``slots /
@@ -30,7 +30,7 @@ from ..generation import GenerationSpec
 from ..reproducibility import warn_shared_global_state
 from ..sample import SampleCollector
 from .base import Sampler, SamplerError
-from .controller import BatchController
+from .policy import RangePolicy, policy_for
 
 logger = logging.getLogger("dask_abc")
 
@@ -40,9 +40,9 @@ class BrokerSampler(Sampler):
 
     Parameters
     ----------
-    batch_size : int or "auto"
-        Evaluations per range; "auto" sizes ranges to about
-        ``abc.broker.target-task-seconds`` of work.
+    batch_size : int, "auto", "static", "dynamic" or RangePolicy
+        Evaluations per range (:func:`~dask_abc.sampler.policy.policy_for`); "auto"
+        sizes ranges to about ``abc.broker.target-task-seconds`` of work.
     wait_for_workers : float, optional
         Seconds a generation waits for a first worker before the run stops
         with an error; default ``abc.broker.wait-for-workers``.
@@ -54,10 +54,10 @@ class BrokerSampler(Sampler):
     #: how a user starts workers for this backend (for messages)
     worker_command = "dask-abc-worker"
 
-    def __init__(self, batch_size="auto", wait_for_workers: float | None = None,
-                 lease_seconds: float | None = None):
+    def __init__(self, batch_size: int | str | RangePolicy = "auto",
+                 wait_for_workers: float | None = None, lease_seconds: float | None = None):
         super().__init__()
-        self.controller = BatchController(batch_size, prefix="broker")
+        self.policy = policy_for(batch_size, section="broker")
         self.batch_size = batch_size
         self.wait_for_workers = float(
             config.get("broker.wait-for-workers") if wait_for_workers is None
@@ -89,7 +89,7 @@ class BrokerSampler(Sampler):
             warn_shared_global_state(spec.global_rng_models, threads,
                                      "a dask-abc-worker process (--threads)", self._warned)
 
-    def _run(self, spec: GenerationSpec, collector: SampleCollector, acceptance_rate_hint):
+    def _run(self, spec: GenerationSpec, collector: SampleCollector) -> None:
         broker = self.broker
         ttl = float(config.get("broker.master-ttl"))
         self._acquire(broker, ttl)
@@ -100,9 +100,8 @@ class BrokerSampler(Sampler):
 
         def top_up(slots: int) -> None:
             nonlocal handed_out
-            new = self.controller.ranges(collector, handed_out, len(outstanding),
-                                         self._window(slots), acceptance_rate_hint,
-                                         slots=max(slots, 1))
+            new = self.policy.ranges(collector, handed_out, len(outstanding),
+                                     self._window(slots), slots=max(slots, 1))
             if new:
                 broker.add_ranges(token, new)
                 outstanding.update(new)
@@ -143,7 +142,7 @@ class BrokerSampler(Sampler):
                     if outstanding.pop(batch.start, None) is None:
                         continue  # a duplicate of a range queued again
                     collector.add(batch)
-                    self.controller.observe(batch)
+                    self.policy.observe(batch)
                     last_result = time.monotonic()
         finally:
             broker.finish_generation(token)
@@ -243,7 +242,7 @@ class RedisEvalParallelSampler(BrokerSampler):
     ----------
     host, port, password
         The Redis server (``password`` as in its ``requirepass``).
-    batch_size : int or "auto"
+    batch_size : int, "auto", "static", "dynamic" or RangePolicy
         Evaluations per range.
     look_ahead : bool
         Accepted for pyABC; ranges of the next generation are not sampled ahead.

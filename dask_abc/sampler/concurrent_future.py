@@ -11,11 +11,12 @@ from ..reproducibility import pool_threads
 from ..sample import SampleCollector
 from . import payload
 from .base import Sampler, SamplerError, exit_with_master, nr_cores_available
+from .policy import RangePolicy, policy_for
 
 
 class ConcurrentFutureSampler(Sampler):
-    """Submit ranges of ``batch_size`` indices to an executor, keeping at most
-    ``client_max_jobs`` in flight; ranges no longer needed are cancelled.
+    """Submit index ranges to an executor, keeping at most ``client_max_jobs`` in
+    flight; ranges no longer needed are cancelled.
 
     Parameters
     ----------
@@ -28,8 +29,10 @@ class ConcurrentFutureSampler(Sampler):
         Tasks in flight at most.
     default_pickle : bool
         Accepted for pyABC; the spec is always cloudpickled once per generation.
-    batch_size : int
-        Indices per task.
+    batch_size : int, "auto", "static", "dynamic" or RangePolicy
+        Indices per task, or a policy that sizes them
+        (:func:`~dask_abc.sampler.policy.policy_for`; "auto" with the settings
+        ``abc.multicore.*``).
 
     Examples
     --------
@@ -38,10 +41,11 @@ class ConcurrentFutureSampler(Sampler):
     """
 
     def __init__(self, cfuture_executor: cf.Executor | None = None, client_max_jobs: int = 200,
-                 default_pickle: bool = True, batch_size: int = 1):
+                 default_pickle: bool = True, batch_size: int | str | RangePolicy = 1):
         super().__init__()
-        if batch_size < 1 or client_max_jobs < 1:
-            raise ValueError("ConcurrentFutureSampler: batch_size and client_max_jobs must be >= 1")
+        if client_max_jobs < 1:
+            raise ValueError("ConcurrentFutureSampler: client_max_jobs must be >= 1")
+        self.policy = policy_for(batch_size, section="multicore")
         self.executor = cfuture_executor
         self._owns_executor = False
         self.client_max_jobs = client_max_jobs
@@ -56,13 +60,14 @@ class ConcurrentFutureSampler(Sampler):
             self._owns_executor = True
         return self.executor
 
-    def _run(self, spec: GenerationSpec, collector: SampleCollector, acceptance_rate_hint):
+    def _run(self, spec: GenerationSpec, collector: SampleCollector) -> None:
         executor = self._executor()
         self._warn_if_threads_share_global_state(spec, pool_threads(executor),
                                                  "the executor's process")
         shipped = payload.SpecPayload(spec)
+        slots = getattr(executor, "_max_workers", 1)
         # The first tasks carry the spec; later ones only its token.
-        with_data_left = getattr(executor, "_max_workers", 1)
+        with_data_left = slots
         pending: dict[cf.Future, tuple[int, int]] = {}
 
         def submit(start: int, count: int, with_data: bool) -> None:
@@ -72,10 +77,8 @@ class ConcurrentFutureSampler(Sampler):
         next_start = 0
         try:
             while not collector.done:
-                while len(pending) < self.client_max_jobs:
-                    start, count = collector.fit_range(next_start, self.batch_size)
-                    if not count:
-                        break
+                for start, count in self.policy.ranges(collector, next_start, len(pending),
+                                                       self.client_max_jobs, slots):
                     submit(start, count, with_data_left > 0)
                     with_data_left -= 1
                     next_start = start + count
@@ -87,6 +90,7 @@ class ConcurrentFutureSampler(Sampler):
                         submit(start, count, True)
                     else:
                         collector.add(result)
+                        self.policy.observe(result)
         except cf.BrokenExecutor as e:
             raise self._broken(e, executor, collector) from e
         finally:

@@ -18,8 +18,8 @@ from ..generation import BatchResult, GenerationSpec
 from ..sample import SampleCollector
 from . import payload
 from .base import Sampler, SamplerError, nr_cores_available
-from .controller import BatchController
 from .elastic import ElasticCluster
+from .policy import Auto, RangePolicy, policy_for
 
 logger = logging.getLogger("dask_abc")
 
@@ -210,14 +210,14 @@ def evaluate_range(token: str, start: int, count: int, data: bytes | None = None
 
 
 class DaskDistributedSampler(Sampler):
-    """Evaluate ranges of indices as Dask tasks, sized by a STAT↔DYN controller.
+    """Evaluate ranges of indices as Dask tasks, sized by a STAT↔DYN policy.
 
     The generation spec is broadcast once per generation to the live workers
     (``Client.run``), which unpickle it once; range tasks carry only its token,
     a start index and a count, and have no dependency, so the scheduler
     spreads them freely. A worker that joined after the broadcast answers that
-    it lacks the spec and is sent it alone. With ``batch_size="auto"`` a
-    :class:`~dask_abc.sampler.controller.BatchController` sizes ranges to
+    it lacks the spec and is sent it alone. With ``batch_size="auto"`` the
+    :class:`~dask_abc.sampler.policy.Auto` policy sizes ranges to
     about ``abc.dask.target-task-seconds`` of work and shrinks them towards the
     end of a generation. The number of tasks in flight follows the live number
     of worker threads, so ``cluster.adapt()`` works. Tasks of a worker that
@@ -253,8 +253,9 @@ class DaskDistributedSampler(Sampler):
         At most this many tasks in flight.
     default_pickle : bool
         Accepted for pyABC; the spec is always cloudpickled once per generation.
-    batch_size : int or "auto"
-        Evaluations per task.
+    batch_size : int, "auto", "static", "dynamic" or RangePolicy
+        Evaluations per task, or a policy that sizes them
+        (:func:`~dask_abc.sampler.policy.policy_for`).
 
     Examples
     --------
@@ -262,11 +263,12 @@ class DaskDistributedSampler(Sampler):
     """
 
     def __init__(self, dask_client=None, client_max_jobs: float = np.inf,
-                 default_pickle: bool = True, batch_size="auto", *, client=None):
+                 default_pickle: bool = True, batch_size: int | str | RangePolicy = "auto", *,
+                 client=None):
         super().__init__()
         if dask_client is not None and client is not None and dask_client is not client:
             raise ValueError("DaskDistributedSampler: give dask_client or client, not both")
-        self.controller = BatchController(batch_size, prefix="dask")
+        self.policy = policy_for(batch_size, section="dask")
         self.batch_size = batch_size
         self.client_max_jobs = client_max_jobs
         self.default_pickle = default_pickle
@@ -305,21 +307,21 @@ class DaskDistributedSampler(Sampler):
         (``fixed-batch-pipeline-depth`` with a fixed ``batch_size``); at least one, so
         that an adaptive cluster at zero workers sees work. With "auto", the work a
         generation almost surely needs is queued at once beyond this (see
-        :class:`~dask_abc.sampler.controller.BatchController`): a slot that finishes
+        :class:`~dask_abc.sampler.policy.Auto`): a slot that finishes
         takes its next range from the scheduler's queue without a round trip to the
         master, and an adaptive cluster sees the demand.
         """
         slots = max(self._elastic_for(client).planned_slots(), 1)
-        key = "pipeline-depth" if self.batch_size == "auto" else "fixed-batch-pipeline-depth"
+        key = "pipeline-depth" if isinstance(self.policy, Auto) else "fixed-batch-pipeline-depth"
         window = slots * (1 + int(config.get(f"dask.{key}")))
         return min(window, self.client_max_jobs), slots
 
-    def _run(self, spec: GenerationSpec, collector: SampleCollector, acceptance_rate_hint):
+    def _run(self, spec: GenerationSpec, collector: SampleCollector) -> None:
         client = self.client
         if spec.global_rng_models != ():  # some model may draw from the global state
             self._warn_if_threads_share_global_state(
                 spec, self._elastic_for(client).threads_per_process(), "a Dask worker process")
-        _DaskGeneration(self, client, spec, collector, acceptance_rate_hint).run()
+        _DaskGeneration(self, client, spec, collector).run()
 
     @staticmethod
     def _task_failed(error, spec: GenerationSpec, start: int, count: int, collector,
@@ -360,10 +362,10 @@ class _DaskGeneration:
     :class:`DaskDistributedSampler`)."""
 
     def __init__(self, sampler: DaskDistributedSampler, client, spec: GenerationSpec,
-                 collector: SampleCollector, hint):
+                 collector: SampleCollector):
         self.sampler, self.client, self.spec = sampler, client, spec
-        self.collector, self.hint = collector, hint
-        self.controller = sampler.controller
+        self.collector = collector
+        self.policy = sampler.policy
         self.token = uuid.uuid4().hex
         self.data = cloudpickle.dumps(spec)
         self.outcomes = _Outcomes(client)
@@ -404,8 +406,7 @@ class _DaskGeneration:
         running = len(self.in_flight) - len(self.finished)
         if running >= window:
             return
-        new = self.controller.ranges(self.collector, self.handed_out, running, window,
-                                     self.hint, slots)
+        new = self.policy.ranges(self.collector, self.handed_out, running, window, slots)
         if new:
             self.handed_out = new[-1][0] + new[-1][1]
             # a generation's first ranges in a few messages: the scheduler dispatches the
@@ -480,7 +481,7 @@ class _DaskGeneration:
                 self.submit([(start, count)], with_data=self.attempts[start] > 1, alone=alone)
         else:
             self.collector.add(batch)
-            self.controller.observe(batch)
+            self.policy.observe(batch)
 
     def killed(self, start: int, count: int, alone: bool, error) -> None:
         """A range ended in ``KilledWorker``: a suspect, halves of it, or a culprit."""

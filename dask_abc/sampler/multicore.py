@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
 import os
 import pickle
@@ -12,13 +11,8 @@ import traceback
 from .. import config
 from ..generation import GenerationSpec
 from ..sample import SampleCollector
-from .base import (
-    Sampler,
-    SamplerError,
-    evaluations_still_needed,
-    exit_with_master,
-    nr_cores_available,
-)
+from .base import Sampler, SamplerError, exit_with_master, nr_cores_available
+from .policy import RangePolicy, policy_for
 
 
 def _worker(master, spec, tasks, results):
@@ -38,9 +32,10 @@ def _worker(master, spec, tasks, results):
 class MulticoreSampler(Sampler):
     """Base of the fork-based samplers: a pool per generation, ranges sized by the master.
 
-    The master decides every range with the latest results and keeps
-    ``1 + pipeline_depth`` ranges queued per worker; subclasses set the range
-    size (:meth:`_claim_size`) and the depth.
+    The master decides the ranges with the latest results, through its policy
+    (:mod:`~dask_abc.sampler.policy`, settings ``abc.multicore.*``), and keeps
+    ``1 + pipeline_depth`` ranges out per worker (a policy may queue more);
+    subclasses set the default policy and the depth.
 
     Parameters
     ----------
@@ -52,31 +47,28 @@ class MulticoreSampler(Sampler):
         Accepted for pyABC; processes are forked, so nothing is pickled.
     check_max_eval : bool
         Accepted for pyABC; ``max_eval`` always holds.
+    batch_size : int, "auto", "static", "dynamic" or RangePolicy, optional
+        The range sizes (:func:`~dask_abc.sampler.policy.policy_for`); default
+        the subclass's.
     """
 
     #: Ranges queued per worker beyond the one it evaluates.
     pipeline_depth = 1
+    #: The policy without a ``batch_size`` argument.
+    default_batch_size = "auto"
 
     def __init__(self, n_procs: int | None = None, daemon: bool = True, pickle=None,
-                 check_max_eval: bool = False):
+                 check_max_eval: bool = False,
+                 batch_size: int | str | RangePolicy | None = None):
         super().__init__(check_max_eval=check_max_eval)
-        self._seconds, self._evaluated = 0.0, 0
+        self.policy = policy_for(self.default_batch_size if batch_size is None else batch_size,
+                                 section="multicore")
         self.n_procs = n_procs if n_procs is not None else nr_cores_available()
         if self.n_procs < 1:
             raise ValueError(f"{type(self).__name__}: n_procs must be >= 1, got {n_procs}")
         self.daemon = daemon
 
-    def _claim_size(self, unclaimed: int) -> int:
-        """Indices per range, given the evaluations expected beyond those handed out."""
-        raise NotImplementedError
-
-    @property
-    def seconds_per_evaluation(self) -> float | None:
-        """Mean wall time of one evaluation in the current generation so far."""
-        return self._seconds / self._evaluated if self._evaluated else None
-
-    def _run(self, spec: GenerationSpec, collector: SampleCollector, acceptance_rate_hint):
-        self._seconds, self._evaluated = 0.0, 0
+    def _run(self, spec: GenerationSpec, collector: SampleCollector) -> None:
         ctx = mp.get_context("fork")
         tasks, results = ctx.SimpleQueue(), ctx.Queue()
         procs = [
@@ -87,23 +79,19 @@ class MulticoreSampler(Sampler):
         for p in procs:
             p.start()
         poll = float(config.get("multicore.poll-interval"))
-        handed_out = 0
+        handed_out = in_flight = 0
+        window = self.n_procs * (1 + self.pipeline_depth)
         polls_since_exit: dict[int, int] = {}
 
         def hand_out() -> None:
-            nonlocal handed_out
-            if handed_out >= collector.max_eval:
-                return
-            expected = evaluations_still_needed(collector, acceptance_rate_hint)
-            unclaimed = max(expected - (handed_out - collector.prefix), 0)
-            start, count = collector.fit_range(handed_out, self._claim_size(unclaimed))
-            if count:
-                tasks.put((start, count))
-            handed_out = start + count
+            nonlocal handed_out, in_flight
+            for task in self.policy.ranges(collector, handed_out, in_flight, window,
+                                           self.n_procs):
+                tasks.put(task)
+                handed_out, in_flight = sum(task), in_flight + 1
 
         try:
-            for _ in range(self.n_procs * (1 + self.pipeline_depth)):
-                hand_out()
+            hand_out()
             while not collector.done:
                 try:
                     kind, payload = results.get(timeout=poll)
@@ -113,8 +101,8 @@ class MulticoreSampler(Sampler):
                 if kind == "error":
                     raise payload
                 collector.add(payload)
-                self._seconds += payload.seconds
-                self._evaluated += payload.n_evaluated
+                self.policy.observe(payload)
+                in_flight -= 1
                 if not collector.done:
                     hand_out()
         finally:
@@ -146,32 +134,29 @@ class MulticoreSampler(Sampler):
 
 
 class MulticoreEvalParallelSampler(MulticoreSampler):
-    """DYN: every worker takes the next index as it frees up (pyABC's default).
+    """DYN↔STAT by :class:`~dask_abc.sampler.policy.Auto`: every worker takes the next
+    range as it frees up (pyABC's default).
 
     Slow and fast simulations interleave freely; the index rule makes the
     population identical to :class:`~dask_abc.sampler.SingleCoreSampler`'s,
     without a bias to fast simulations. A range is one index until the time
     per evaluation is known; then ranges grow to about
     ``abc.multicore.target-task-seconds`` of work (so that fast models are
-    not dominated by messaging) but never beyond an even share of the
-    evaluations still expected beyond those already handed out, which keeps the
-    excess at the end small.
+    not dominated by messaging) and shrink towards the population's end, to
+    ``abc.multicore.min-task-seconds``, which keeps the excess at the end small.
+    ``batch_size="dynamic"`` keeps one index per range.
 
     Examples
     --------
     >>> sampler = MulticoreEvalParallelSampler(n_procs=2)
+    >>> sampler.policy
+    Auto('multicore')
     """
-
-    def _claim_size(self, unclaimed: int) -> int:
-        per_eval = self.seconds_per_evaluation
-        if per_eval is None:
-            return 1
-        size = int(float(config.get("multicore.target-task-seconds")) / max(per_eval, 1e-9))
-        return max(1, min(size, math.ceil(unclaimed / self.n_procs)))
 
 
 class MulticoreParticleParallelSampler(MulticoreSampler):
-    """STAT: every worker takes an even share of the evaluations still expected.
+    """STAT by :class:`~dask_abc.sampler.policy.Static`: every worker takes an even
+    share of the evaluations still expected.
 
     A range is ``unclaimed / workers`` indices, where ``unclaimed`` is the
     number of evaluations expected to complete the population (from the
@@ -183,9 +168,9 @@ class MulticoreParticleParallelSampler(MulticoreSampler):
     Examples
     --------
     >>> sampler = MulticoreParticleParallelSampler(n_procs=2)
+    >>> sampler.policy
+    Static()
     """
 
     pipeline_depth = 0  # a range is sized when its worker asks, never ahead
-
-    def _claim_size(self, unclaimed: int) -> int:
-        return max(1, math.ceil(unclaimed / self.n_procs))
+    default_batch_size = "static"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import config
 from ..generation import GenerationSpec
 from ..sample import SampleCollector
-from .base import Sampler, evaluations_still_needed
+from .base import Sampler
 
 
 class SingleCoreSampler(Sampler):
@@ -24,15 +24,14 @@ class SingleCoreSampler(Sampler):
     >>> sampler = SingleCoreSampler()
     """
 
-    def _run(self, spec: GenerationSpec, collector: SampleCollector, acceptance_rate_hint):
+    def _run(self, spec: GenerationSpec, collector: SampleCollector) -> None:
         chunk = int(config.get("single-core.chunk"))
         vectorized_chunk = int(config.get("single-core.vectorized-chunk"))
         chunk_seconds = float(config.get("single-core.chunk-seconds"))
         start, count = 0, 1  # one evaluation first, to time the model
         while not collector.done:
             if spec.any_vectorized:
-                expected = evaluations_still_needed(collector, acceptance_rate_hint)
-                count = min(max(expected, chunk), vectorized_chunk)
+                count = min(max(collector.evaluations_still_needed, chunk), vectorized_chunk)
             start, count = collector.fit_range(start, count)
             batch = spec.evaluate(start, count, needed=collector.n - collector.n_accepted)
             collector.add(batch)
