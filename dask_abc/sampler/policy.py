@@ -145,8 +145,7 @@ class Dynamic(FixedSize):
     def __init__(self):
         super().__init__(1)
 
-    def __repr__(self) -> str:
-        return "Dynamic()"
+    __repr__ = RangePolicy.__repr__
 
 
 class Static(RangePolicy):
