@@ -28,8 +28,7 @@ from dask_abc.generation import BatchResult
 from dask_abc.inference import SetupChangedError
 from dask_abc.sample import SampleCollector
 from dask_abc.sampler import SingleCoreSampler
-from dask_abc.storage import History
-from dask_abc.storage.history import RunLockedError
+from dask_abc.storage import History, RunLockedError
 from dask_abc.sumstat import SumStatLayout
 
 HERE = Path(__file__).parent
@@ -261,7 +260,8 @@ def test_a_second_master_is_refused_with_the_owner_named(tmp_path, monkeypatch):
     db, simlog = tmp_path / "run.db", tmp_path / "sims.log"
     monkeypatch.setenv("RESUME_SIMLOG", str(simlog))
     cmd = [sys.executable, str(HERE / "resume_master.py"), str(db), str(simlog), "single"]
-    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get(
+        "PYTHONPATH", "")])}
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
