@@ -27,9 +27,8 @@ class RunLock:
     Examples
     --------
     >>> from dask_abc.storage.schema import Database
-    >>> runs = Runs(Database("sqlite://"))
-    >>> runs.current = 1  # a run id, for the example
-    >>> lock = RunLock(runs)
+    >>> lock = RunLock(Runs(Database("sqlite://")))
+    >>> lock.runs.current = 1  # a run id, for the example
     >>> lock.acquire(); lock.owner()["pid"] == os.getpid()
     True
     >>> lock.release(); lock.owner() is None

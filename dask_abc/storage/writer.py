@@ -10,7 +10,9 @@ heartbeat.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Mapping
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -27,8 +29,8 @@ class Writer:
     Examples
     --------
     >>> from dask_abc.storage.schema import Database
-    >>> runs = Runs(Database("sqlite://"))
-    >>> runs.current = 1  # a run id, for the example
+    >>> runs = Runs(Database("sqlite://"), None)
+    >>> runs.current = 1  # as if a run had been created
     >>> Writer(runs, RunLock(runs)).store_calibration(samples=100, seconds=0.5)
     >>> runs.conn.execute("SELECT t, samples FROM populations").fetchall()
     [(-1, 100)]
@@ -38,41 +40,44 @@ class Writer:
         self.runs = runs
         self.lock = lock
 
+    @contextmanager
+    def _generation(self, t: int, earlier: bool = False):
+        """The transaction writing generation ``t``: it also deletes the ranges the
+        journal streamed of ``t`` (and of ``earlier`` generations) and renews the lock."""
+        conn, abc_id = self.runs.conn, self.runs.id
+        with transaction(conn):
+            yield conn, abc_id
+            journal.discard(conn, abc_id, t, earlier)
+            self.lock.refresh()
+
     def store_calibration(self, samples: int, seconds: float, theta: np.ndarray | None = None,
                           sum_stats: np.ndarray | None = None,
                           evaluations_performed: int | None = None) -> None:
         """Record the calibration sample (generation -1), its cost, and its parameters and
         statistics (from which a resumed run calibrates again without simulating)."""
-        conn, abc_id = self.runs.conn, self.runs.id
-        with transaction(conn):
-            conn.execute(
-                "INSERT OR REPLACE INTO populations (abc_id, t, epsilon, samples, "
-                "evaluations_performed, population_end_time, seconds) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (abc_id, PRE_TIME, float("inf"), samples,
-                 samples if evaluations_performed is None else evaluations_performed, now(),
-                 seconds))
+        if evaluations_performed is None:
+            evaluations_performed = samples
+        with self._generation(PRE_TIME) as (conn, abc_id):
+            _insert(conn, "populations", replace=True, abc_id=abc_id, t=PRE_TIME,
+                    epsilon=float("inf"), samples=samples,
+                    evaluations_performed=evaluations_performed, population_end_time=now(),
+                    seconds=seconds)
             if sum_stats is not None:
-                conn.execute("INSERT OR REPLACE INTO population_arrays VALUES (?, ?, ?, ?)",
-                             (abc_id, PRE_TIME, to_blob(theta), to_blob(sum_stats)))
-            journal.discard(conn, abc_id, PRE_TIME)
-            self.lock.refresh()
+                _insert(conn, "population_arrays", replace=True, abc_id=abc_id, t=PRE_TIME,
+                        theta=to_blob(theta), sum_stats=to_blob(sum_stats))
 
     def append_population(self, t: int, *, epsilon: float, samples: int,
                           evaluations_performed: int, seconds: float, ess: float,
                           index: np.ndarray, model: np.ndarray, theta: np.ndarray,
                           weight: np.ndarray, distance: np.ndarray, sum_stats: np.ndarray,
                           model_probabilities: np.ndarray, state: Mapping | None = None) -> None:
-        """Write generation ``t`` in one transaction."""
-        conn, abc_id = self.runs.conn, self.runs.id
-        with transaction(conn):
-            conn.execute(
-                "INSERT INTO populations (abc_id, t, epsilon, samples, evaluations_performed, "
-                "population_end_time, seconds, ess, acceptance_rate, state) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (abc_id, t, float(epsilon), int(samples), int(evaluations_performed), now(),
-                 float(seconds), float(ess), len(index) / samples,
-                 json.dumps(state or {})))
+        """Write generation ``t`` in one transaction (the calibration's streamed ranges are
+        deleted too)."""
+        with self._generation(t, earlier=True) as (conn, abc_id):
+            _insert(conn, "populations", abc_id=abc_id, t=t, epsilon=float(epsilon),
+                    samples=int(samples), evaluations_performed=int(evaluations_performed),
+                    population_end_time=now(), seconds=float(seconds), ess=float(ess),
+                    acceptance_rate=len(index) / samples, state=json.dumps(state or {}))
             conn.executemany(
                 "INSERT INTO model_probabilities VALUES (?, ?, ?, ?)",
                 [(abc_id, t, m, float(p)) for m, p in enumerate(model_probabilities)])
@@ -80,8 +85,11 @@ class Writer:
                 "INSERT INTO particles VALUES (?, ?, ?, ?, ?, ?)",
                 zip([abc_id] * len(index), [t] * len(index), index.tolist(), model.tolist(),
                     weight.tolist(), distance.tolist()))
-            conn.execute("INSERT INTO population_arrays VALUES (?, ?, ?, ?)",
-                         (abc_id, t, to_blob(theta), to_blob(sum_stats)))
-            # the streamed ranges of this generation (and the calibration's) are done with
-            journal.discard(conn, abc_id, t, earlier=True)
-            self.lock.refresh()
+            _insert(conn, "population_arrays", abc_id=abc_id, t=t, theta=to_blob(theta),
+                    sum_stats=to_blob(sum_stats))
+
+
+def _insert(conn: sqlite3.Connection, table: str, replace: bool = False, **values) -> None:
+    """One row of ``values`` (column -> value) into ``table`` (replacing one with its key)."""
+    conn.execute(f"INSERT {'OR REPLACE ' if replace else ''}INTO {table} ({', '.join(values)}) "
+                 f"VALUES ({', '.join('?' * len(values))})", tuple(values.values()))
