@@ -25,6 +25,7 @@ import time
 
 from .. import config
 from ..generation import BatchResult
+from ..observers import GenerationObserver
 from ..ranges import consecutive_runs
 from .sqlite import connect, transaction
 
@@ -89,8 +90,9 @@ def merge_consecutive(batches: list[BatchResult]) -> list[BatchResult]:
     return [BatchResult.concat(run) for run in consecutive_runs(batches)]
 
 
-class Journal:
-    """The checkpoint of the running generation of one run.
+class Journal(GenerationObserver):
+    """The checkpoint of the running generation of one run: a generation observer
+    that writes every returned range (:meth:`begin` reads back an earlier attempt's).
 
     Parameters
     ----------
@@ -163,6 +165,12 @@ class Journal:
             self._thread.join()
             self._thread = None
         self.t = None
+
+    def on_batch(self, batch: BatchResult) -> None:
+        self.record(batch)
+
+    def on_sampled(self, sample) -> None:
+        self.end()  # the generation is committed next, with its ranges deleted
 
     def close(self) -> None:
         self.end()
