@@ -137,6 +137,7 @@ class ABCDashboardPlugin(SchedulerPlugin):
     """
 
     name = "dask-abc-dashboard"
+    idempotent = True  # registered again by a second run: keep the page's state
 
     def __init__(self):
         self.state = ABCState()
