@@ -106,12 +106,18 @@ def test_fixed_and_dynamic_sizes_fill_the_window_and_skip_restored_ranges():
     assert FixedSize(4).ranges(SampleCollector(10, max_eval=6), 0, 0, 3) == [(0, 4), (4, 2)]
 
 
-def test_static_gives_each_free_slot_an_even_share_of_the_expected_work():
-    """STAT: the evaluations expected (n / rate) in one share per slot, at most one
-    range per slot out, and one index per free slot once nothing more is expected."""
+def test_static_gives_each_free_slot_a_share_of_the_expected_work():
+    """STAT: each free slot a share over the slots of the evaluations expected (n / rate)
+    beyond those handed out (guided), or the expected work split evenly at once (a
+    round); at most one range per slot out, and one index per free slot once nothing
+    more is expected."""
     collector = SampleCollector(100, acceptance_rate_hint=0.25)  # 400 expected
-    assert Static().ranges(collector, 0, 0, 10, slots=4) == [(0, 100), (100, 100),
-                                                           (200, 100), (300, 100)]
+    assert Static().ranges(collector, 0, 0, 10, slots=4) == [(0, 100), (100, 75),
+                                                           (175, 57), (232, 42)]
+    assert Static(guided=False).ranges(collector, 0, 0, 10, slots=4) == [
+        (0, 100), (100, 100), (200, 100), (300, 100)]
+    assert Static(guided=False).ranges(collector, 0, 0, 10, slots=3) == [
+        (0, 134), (134, 134), (268, 132)]
     assert Static().ranges(collector, 100, 3, 10, slots=4) == [(100, 75)]  # one slot free
     assert Static().ranges(collector, 0, 4, 10, slots=4) == []  # every slot busy
     assert Static().ranges(collector, 400, 3, 10, slots=4) == [(400, 1)]  # beyond: 1

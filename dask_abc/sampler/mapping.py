@@ -9,7 +9,7 @@ from ..reproducibility import pool_threads
 from ..sample import SampleCollector
 from . import payload
 from .base import Sampler, nr_cores_available
-from .policy import RangePolicy, policy_for
+from .policy import RangePolicy, Static, policy_for
 
 
 class MappingSampler(Sampler):
@@ -18,8 +18,8 @@ class MappingSampler(Sampler):
     gathered), or any map-like callable.
 
     Each round maps up to ``chunks`` ranges sized by the policy: by default
-    (:class:`~dask_abc.sampler.policy.Static`) the evaluations expected to
-    complete the population, split evenly into ``chunks`` tasks. The spec travels
+    (:class:`~dask_abc.sampler.policy.Static` ``(guided=False)``) the evaluations
+    expected to complete the population, split evenly into ``chunks`` tasks. The spec travels
     as bytes and is unpickled once per worker process.
 
     Parameters
@@ -31,9 +31,9 @@ class MappingSampler(Sampler):
         closures work with maps that use plain pickle.
     chunks : int, optional
         Tasks per round; default the number of CPUs.
-    batch_size : int, "auto", "static", "dynamic" or RangePolicy
+    batch_size : int, "auto", "static", "dynamic" or RangePolicy, optional
         The range sizes (:func:`~dask_abc.sampler.policy.policy_for`; "auto" with the
-        settings ``abc.multicore.*``).
+        settings ``abc.multicore.*``); default ``Static(guided=False)``.
 
     Examples
     --------
@@ -41,12 +41,13 @@ class MappingSampler(Sampler):
     """
 
     def __init__(self, map_: Callable = map, mapper_pickles: bool = False,
-                 chunks: int | None = None, batch_size: int | str | RangePolicy = "static"):
+                 chunks: int | None = None, batch_size: int | str | RangePolicy | None = None):
         super().__init__()
         self.map_ = map_
         self.mapper_pickles = mapper_pickles
         self.chunks = chunks or nr_cores_available()
-        self.policy = policy_for(batch_size, section="multicore")
+        self.policy = (Static(guided=False) if batch_size is None
+                       else policy_for(batch_size, section="multicore"))
 
     def _run(self, spec: GenerationSpec, collector: SampleCollector) -> None:
         self._warn_if_threads_share_global_state(spec, pool_threads(self.map_),

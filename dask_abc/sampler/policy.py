@@ -6,8 +6,8 @@ and holds one :class:`RangePolicy` (``sampler.policy``) that decides them:
 - :class:`FixedSize` ``(n)``: ranges of ``n`` indices, as many as the
   sampler's window allows (an integer ``batch_size``).
 - :class:`Dynamic`: DYN, one index per range (``batch_size="dynamic"``).
-- :class:`Static`: STAT, the evaluations still expected split into one even
-  share per slot (``batch_size="static"``).
+- :class:`Static`: STAT, the evaluations still expected split into shares
+  over the slots (``batch_size="static"``).
 - :class:`Auto`: between the two, from the measured time per evaluation and
   the acceptance rate (``batch_size="auto"``; settings ``abc.<section>.*``).
 
@@ -24,7 +24,7 @@ Examples
 [(0, 7), (7, 7)]
 >>> policy_for("static").ranges(SampleCollector(10), handed_out=0, in_flight=0, window=4,
 ...                             slots=4)
-[(0, 3), (3, 3), (6, 3), (9, 1)]
+[(0, 3), (3, 2), (5, 2), (7, 1)]
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ class Dynamic(FixedSize):
 
 
 class Static(RangePolicy):
-    """STAT: every free slot gets an even share of the evaluations still expected
+    """STAT: every free slot gets a share of the evaluations still expected
     (:attr:`~dask_abc.sample.SampleCollector.evaluations_still_needed`) beyond those
     handed out; one index when none are expected (the estimate was too high).
 
@@ -157,19 +157,40 @@ class Static(RangePolicy):
     to fast models; with slow ones the last ranges may run past the population's
     end.
 
+    Parameters
+    ----------
+    guided : bool
+        Each range is an even share over the slots of what is left beyond it
+        (guided self-scheduling: ranges shrink, so the slots finish together and
+        the last ranges are short); else the work still expected is split evenly
+        over the slots at once (a synchronous round, as in
+        :class:`~dask_abc.sampler.MappingSampler`).
+
     Examples
     --------
     >>> from dask_abc.sample import SampleCollector
     >>> Static().ranges(SampleCollector(10), 0, in_flight=0, window=4, slots=2)
+    [(0, 5), (5, 3)]
+    >>> Static(guided=False).ranges(SampleCollector(10), 0, in_flight=0, window=4, slots=2)
     [(0, 5), (5, 5)]
     """
+
+    def __init__(self, guided: bool = True):
+        super().__init__()
+        self.guided = guided
 
     def ranges(self, collector, handed_out, in_flight, window, slots=1):
         slots = max(slots, 1)
         end = collector.prefix + collector.evaluations_still_needed
-        share = max(1, math.ceil((end - handed_out) / slots))
-        return self._cut(collector, handed_out, lambda at: max(1, min(share, end - at)),
+
+        def share(at: int) -> int:
+            return math.ceil((end - (at if self.guided else handed_out)) / slots)
+
+        return self._cut(collector, handed_out, lambda at: max(1, min(share(at), end - at)),
                          lambda k, _: in_flight + k < min(window, slots))
+
+    def __repr__(self) -> str:
+        return "Static()" if self.guided else "Static(guided=False)"
 
 
 class Auto(RangePolicy):
