@@ -23,6 +23,7 @@ from .generation import GenerationSpec
 from .inference import ABCSMC, SetupChangedError
 from .model import FunctionModel, Model, ModelError, VectorizedModel, vectorized
 from .model import FunctionModel as SimpleModel
+from .observers import GenerationObserver, GenerationOutcome
 from .parameters import Parameter
 from .populationstrategy import ConstantPopulationSize
 from .random_variables import RV, BoundedRV, Distribution, LowerBoundDecorator, RVBase
@@ -56,6 +57,8 @@ __all__ = [
     "FunctionAcceptor",
     "FunctionDistance",
     "FunctionModel",
+    "GenerationObserver",
+    "GenerationOutcome",
     "GenerationSpec",
     "GlobalRandomStateWarning",
     "History",

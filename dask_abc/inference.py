@@ -10,10 +10,8 @@ import copy
 import datetime
 import json
 import logging
-import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import cloudpickle
 import numpy as np
@@ -24,6 +22,8 @@ from .distance import Distance, to_distance
 from .epsilon import ConstantEpsilon, Epsilon, MedianEpsilon
 from .generation import GenerationSpec
 from .model import Model, to_model
+from .observers import GenerationObserver, GenerationOutcome, Observers
+from .population import Population
 from .progress import GenerationProgress
 from .random_variables import RV, Distribution
 from .sampler import Sampler, default_sampler
@@ -33,29 +33,6 @@ from .sumstat import SumStatLayout, identity
 from .transition import ModelPerturbationKernel, MultivariateNormalTransition, Transition
 
 logger = logging.getLogger("dask_abc")
-
-
-@dataclass
-class Population:
-    """A completed generation as the next one uses it (and as it is stored)."""
-
-    t: int
-    index: np.ndarray
-    model: np.ndarray
-    theta: np.ndarray
-    weight: np.ndarray  # normalised over the population
-    distance: np.ndarray
-    sum_stats: np.ndarray
-    model_probabilities: np.ndarray
-    samples: int
-
-    @property
-    def ess(self) -> float:
-        return float(1.0 / np.sum(self.weight**2))
-
-    @property
-    def acceptance_rate(self) -> float:
-        return len(self.index) / self.samples
 
 
 class SetupChangedError(DatabaseError):
@@ -175,9 +152,9 @@ class ABCSMC:
         self._x0: np.ndarray | None = None
         self._population: Population | None = None
         self.eps_values: dict[int, float] = {}  # the threshold used in every generation
-        self._journal: Journal | None = None
-        self._progress = False
-        self._reporter = None  # a dashboard.DashboardReporter during runs on Dask
+        self._checkpoint: Journal | None = None  # the running generation's, during runs
+        self._observers = Observers()
+        self.observers: list[GenerationObserver] = []  # the user's, heard in every run()
         # the share of the calibration sample within eps(0): generation 0's expected
         # acceptance rate, which samplers size their first ranges by
         self._calibration_hint: float | None = None
@@ -373,7 +350,7 @@ class ABCSMC:
             stats = stored["sum_stats"]
         else:
             spec = self._spec(-1, np.inf, None, False)
-            sample, bar = self._sample(spec, self.population_size)
+            sample = self._sample(spec, self.population_size)
             stats = sample.sum_stats
         self.distance_function.initialize(0, stats, self._x0)
         distances = self.distance_function.batch(stats, self._x0, 0)
@@ -381,8 +358,7 @@ class ABCSMC:
         # generation 0 samples the prior too: its acceptance rate is about this share
         self._calibration_hint = float(np.mean(distances <= self.eps(0))) or None
         if stored is None:
-            if bar is not None:
-                bar.close(f"eps(0) = {self.eps(0):.4g}")
+            self._observers.on_end(self._outcome(-1, np.inf, f"eps(0) = {self.eps(0):.4g}"))
             self.history.store_calibration(
                 sample.n_evaluations, time.perf_counter() - start, theta=sample.theta,
                 sum_stats=stats, evaluations_performed=sample.evaluations_performed)
@@ -391,39 +367,32 @@ class ABCSMC:
 
     def _sample(self, spec: GenerationSpec, n: int, max_eval: float = np.inf,
                 acceptance_rate_hint: float | None = None):
-        """The sampler's sample of ``spec``, resumed from and streamed to the journal, and
-        its progress bar (None without ``progress``; the caller closes it)."""
-        journal, restored = self._journal, []
-        if journal is not None:
-            restored = journal.begin(spec.t, spec.eps)
+        """The sampler's sample of ``spec``, resumed from the checkpoint; the observers
+        hear of its start, of every returned range and of its end."""
+        restored = []
+        if self._checkpoint is not None:
+            restored = self._checkpoint.begin(spec.t, spec.eps)
             if restored:
                 logger.info("generation %d: resuming with %d evaluations (%d ranges) from the "
                             "checkpoint", spec.t, sum(b.n_evaluated for b in restored),
                             len(restored))
-        bar = GenerationProgress(spec.t, n, restored) if self._progress else None
-        reporter = self._reporter
-        if reporter is not None:
-            reporter.generation_started(spec.t, n, spec.eps, restored)
-
-        def on_batch(batch):
-            if journal is not None:
-                journal.record(batch)
-            if bar is not None:
-                bar.update(batch)
-            if reporter is not None:
-                reporter.update(batch)
-
+        observers = self._observers
+        observers.on_start(spec.t, n, spec.eps, restored)
         try:
             sample = self.sampler.sample_until_n_accepted(
                 n, spec, max_eval, acceptance_rate_hint, restored=restored,
-                on_batch=on_batch if (journal, bar, reporter) != (None, None, None) else None)
+                on_batch=observers.on_batch if len(observers) else None)
         except BaseException:
-            if bar is not None:
-                bar.close()
+            observers.on_end(self._outcome(spec.t, spec.eps, None))
             raise
-        if journal is not None:
-            journal.end()  # the generation is committed next, with its ranges deleted
-        return sample, bar
+        observers.on_sampled(sample)
+        return sample
+
+    def _outcome(self, t: int, eps: float, summary: str | None,
+                 population: Population | None = None, seconds: float = 0.0):
+        return GenerationOutcome(t, eps, summary, population, seconds,
+                                 [m.name for m in self.models],
+                                 [p.get_parameter_names() for p in self.parameter_priors])
 
     def _prepare_epsilon(self, t: int, population: Population) -> None:
         distances = self.distance_function.batch(population.sum_stats, self._x0, t)
@@ -456,7 +425,9 @@ class ABCSMC:
 
         ``progress=True`` shows a progress bar per generation (accepted i/n,
         evaluations, rate; a widget in Jupyter), which keeps the generation's
-        summary line when it completes.
+        summary line when it completes. Any :class:`~dask_abc.GenerationObserver` in
+        the list ``self.observers`` hears every generation's start, returned ranges
+        and end, as the checkpoint journal, the progress bars and the dashboard do.
 
         Only one process runs a run at a time (:class:`~dask_abc.RunLockedError`
         names the other). Results are streamed to the database as they return
@@ -481,10 +452,11 @@ class ABCSMC:
         started = time.perf_counter()
         t_end = t_first + max_nr_populations
         reason = None
-        self._progress = progress
-        self._reporter = self._dashboard_reporter(history)
         if config.get("storage.stream-checkpoints"):
-            self._journal = history.journal()
+            self._checkpoint = history.journal()
+        self._observers = Observers([
+            self._checkpoint, GenerationProgress() if progress else None, *self.observers,
+            *self.sampler.observers(f"run {history.id} of {history.db}")])
         try:
             if t == 0:
                 self._calibrate()
@@ -502,43 +474,21 @@ class ABCSMC:
                                                max_walltime, started)
                 t += 1
         except BaseException as e:
-            self._close_journal()  # results that returned are kept for a resume
+            self._close_observers()  # the checkpoint keeps what returned, for a resume
             history.done(f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
                          failed=True)
             raise
         finally:
-            self._close_journal()
-            if self._reporter is not None:
-                self._reporter.close()
+            self._close_observers()
             self.sampler.stop()
             history.release_lock()
         history.done(reason)
         logger.info("stopped: %s", reason)
         return history
 
-    def _dashboard_reporter(self, history: History):
-        """A reporter to the ABC page of a Dask dashboard: the sampler's client's, else the
-        current client's (any sampler), else None."""
-        if not config.get("dashboard.enabled"):
-            return None
-        client = getattr(self.sampler, "client", None)  # may start the embedded cluster
-        if "distributed" not in sys.modules:
-            return None  # no Dask client can exist without distributed imported
-        from distributed import Client
-
-        from .dashboard import DashboardReporter
-
-        if not isinstance(client, Client):
-            try:
-                client = Client.current()
-            except ValueError:
-                return None
-        return DashboardReporter(client, f"run {history.id} of {history.db}")
-
-    def _close_journal(self) -> None:
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
+    def _close_observers(self) -> None:
+        observers, self._observers, self._checkpoint = self._observers, Observers(), None
+        observers.close()
 
     @staticmethod
     def _first_generation_of_call(history: History, call: dict, t: int) -> int:
@@ -561,12 +511,12 @@ class ABCSMC:
         previous = self._population
         record_all = self.distance_function.requires_all_sum_stats
         spec = self._spec(t, eps, previous, record_all)
-        sample, bar = self._sample(spec, n, max_eval,
+        sample = self._sample(spec, n, max_eval,
                                    previous.acceptance_rate if previous
                                    else self._calibration_hint)
         if not sample.complete:
-            if bar is not None:
-                bar.close(f"stopped: {sample.n_accepted}/{n} accepted")
+            self._observers.on_end(self._outcome(
+                t, eps, f"stopped: {sample.n_accepted}/{n} accepted"))
             return (f"acceptance rate below {min_acceptance_rate}: {sample.n_accepted}/{n} "
                     f"accepted in {sample.n_evaluations} evaluations of generation {t} "
                     "(generation not stored)")
@@ -594,25 +544,8 @@ class ABCSMC:
                    f"({100 * population.acceptance_rate:.2f}%), ESS {population.ess:.1f}, "
                    f"{seconds:.2f} s{probs}")
         logger.info("t=%d: %s", t, summary)
-        if bar is not None:
-            bar.close(summary)
-        if self._reporter is not None:
-            self._reporter.generation_done(
-                t, eps, population.samples, population.ess, seconds,
-                [m.name for m in self.models], population.model_probabilities,
-                self._marginals(population))
+        self._observers.on_end(self._outcome(t, eps, summary, population, seconds))
         return None
-
-    def _marginals(self, population: Population) -> dict:
-        """``"model: parameter"`` -> (values, weights) of the living models."""
-        marginals = {}
-        for j, (model, prior) in enumerate(zip(self.models, self.parameter_priors)):
-            rows = population.model == j
-            if rows.any():
-                for k, name in enumerate(prior.get_parameter_names()):
-                    marginals[f"{model.name}: {name}"] = (population.theta[rows, k],
-                                                           population.weight[rows])
-        return marginals
 
     def _stop_reason(self, t, minimum_epsilon, min_eps_diff, min_acceptance_rate,
                      max_total_nr_simulations, max_walltime, started) -> str | None:

@@ -330,3 +330,68 @@ def test_run_with_progress_shows_a_bar_per_generation(tmp_path, capsys):
         assert any(line.startswith(f"t={t}") and f"eps={eps:.4g}" in line for line in bars), t
     assert any(line.startswith("calibration") for line in bars)
     history.close()
+
+
+class Recorder(abc.GenerationObserver):
+    """Writes down every hook call of a run."""
+
+    def __init__(self):
+        self.calls = []
+        self.evaluations = {}
+
+    def on_start(self, t, n, epsilon, restored=()):
+        self.calls.append(("start", t))
+        self.evaluations[t] = sum(b.n_evaluated for b in restored)
+
+    def on_batch(self, batch):
+        self.evaluations[self.calls[-1][1]] += batch.n_evaluated
+
+    def on_sampled(self, sample):
+        self.calls.append(("sampled", self.calls[-1][1]))
+
+    def on_end(self, outcome):
+        self.calls.append(("end", outcome.t, outcome.failed, outcome.population is not None))
+        self.outcome = outcome
+
+    def close(self):
+        self.calls.append(("close",))
+
+
+def test_a_users_observers_hear_every_generation_in_order(tmp_path):
+    smc = abc.ABCSMC(gaussian_model, gaussian_prior(), population_size=200,
+                     sampler=MulticoreEvalParallelSampler(n_procs=2), seed=SEED)
+    recorder = Recorder()
+    smc.observers.append(recorder)
+    history = smc.new("sqlite:///" + str(tmp_path / "o.db"), {"y": 1.0})
+    smc.run(max_nr_populations=2)
+    assert recorder.calls == [
+        ("start", -1), ("sampled", -1), ("end", -1, False, False),
+        ("start", 0), ("sampled", 0), ("end", 0, False, True),
+        ("start", 1), ("sampled", 1), ("end", 1, False, True), ("close",)]
+    populations = history.get_all_populations().set_index("t")
+    assert recorder.evaluations[1] >= populations.loc[1, "samples"]
+    outcome = recorder.outcome
+    assert outcome.epsilon == populations.loc[1, "epsilon"]
+    values, weights = outcome.marginals()["gaussian_model: theta"]
+    df, _ = history.get_distribution(0, 1)
+    assert np.array_equal(np.sort(values), np.sort(df.iloc[:, 0].to_numpy()))
+    assert np.isclose(weights.sum(), 1.0)
+
+
+def test_observers_hear_a_failed_generation_and_are_closed(tmp_path):
+    def failing(p):
+        if failing.calls > 300:
+            raise RuntimeError("the simulator broke")
+        failing.calls += 1
+        return gaussian_model(p)
+
+    failing.calls = 0
+    smc = abc.ABCSMC(failing, gaussian_prior(), population_size=100,
+                     sampler=SingleCoreSampler(), seed=SEED)
+    recorder = Recorder()
+    smc.observers.append(recorder)
+    smc.new("sqlite:///" + str(tmp_path / "f.db"), {"y": 1.0})
+    with pytest.raises(Exception, match="the simulator broke"):
+        smc.run(max_nr_populations=3)
+    assert recorder.calls[-2][2] is True  # the last generation's outcome: failed
+    assert recorder.calls[-1] == ("close",)

@@ -88,21 +88,8 @@ def page_html(marginals: Sequence[tuple[str, str]] = (), window: float | None = 
     from bokeh.document import Document
     from bokeh.embed import file_html
     from bokeh.layouts import column, gridplot
-    from bokeh.models import (
-        CDSView,
-        ColumnDataSource,
-        CustomJS,
-        DataTable,
-        Div,
-        GroupFilter,
-        HTMLTemplateFormatter,
-        NumberFormatter,
-        TableColumn,
-    )
-    from bokeh.palettes import Category10_10
-    from bokeh.plotting import figure
+    from bokeh.models import ColumnDataSource, CustomJS, DataTable, Div
     from bokeh.resources import INLINE
-    from bokeh.transform import linear_cmap
 
     sources = {}
 
@@ -124,67 +111,11 @@ def page_html(marginals: Sequence[tuple[str, str]] = (), window: float | None = 
     header = Div(text='<h2 style="margin-bottom: 0">dask-abc</h2>'
                       '<a href="status">back to the Dask dashboard</a>')
     counter = Div(name="abc-counter", text="waiting for a run", styles={"font-size": "115%"})
-    plots = []
-    for field, title in GENERATION_METRICS:
-        p = figure(title=title, y_axis_type=axis_type(field), x_axis_label="generation",
-                   name=f"abc-{field}", tools="pan,wheel_zoom,reset,save,hover")
-        p.line("t", field, source=generations)
-        p.scatter("t", field, source=generations, size=6)
-        plots.append(p)
-    p = figure(title="Model probabilities", x_axis_label="generation", y_range=(0, 1.05),
-               name="abc-model-probabilities", tools="pan,wheel_zoom,reset,save,hover",
-               tooltips=[("model", "@name"), ("p", "@p")])
-    p.scatter("t", "p", source=probabilities, size=8, legend_field="name",
-              color=linear_cmap("model", Category10_10, 0, 9))
-    p.add_layout(p.legend[0], "right")  # beside the plot: points span the whole height
-    plots.append(p)
-    p = figure(title="Slots busy", x_axis_type="datetime", name="abc-busy", y_axis_label="slots",
-               tools="pan,wheel_zoom,reset,save,hover",
-               tooltips=[("busy", "@busy"), ("slots", "@slots")])
-    p.step("time", "slots", source=history, mode="after", color="gray", line_dash="dashed",
-           legend_label="slots")
-    p.step("time", "busy", source=history, mode="after", line_width=2, legend_label="busy")
-    p.legend.location = "bottom_left"
-    p.xaxis.ticker.desired_num_ticks = 4
-    plots.append(p)
-    throughput = figure(title="Throughput per slot", name="abc-throughput",
-                        x_axis_label=f"evaluations per slot-second, {window_text}",
-                        y_axis_label="count",
-                        tools="hover", tooltips=[("from", "@left"), ("to", "@right"),
-                                                 ("count", "@count")])
-    throughput.quad(left="left", right="right", top="count", bottom=0, source=histogram,
-                    alpha=0.7)
-    plots.append(throughput)
-    # one histogram per parameter known when the page is opened (all in one before that)
-    for model, parameter in marginals or [(None, None)]:
-        if model is None:
-            view, title, name = CDSView(), "Posterior marginals", "abc-posterior"
-        else:
-            view = CDSView(filter=GroupFilter(column_name="name",
-                                              group=f"{model}: {parameter}"))
-            title = f"Posterior of {parameter} (model {model})"
-            name = f"abc-posterior-{model}: {parameter}"
-        p = figure(title=title, name=name, x_axis_label=parameter,
-                   tools="pan,wheel_zoom,reset,save,hover")
-        p.quad(left="left", right="right", top="density", bottom=0, source=posterior,
-               view=view, alpha=0.6)
-        plots.append(p)
+    throughput = _throughput_plot(histogram, window_text)
+    plots = [*_generation_plots(generations, probabilities), _busy_plot(history), throughput,
+             *_posterior_plots(posterior, marginals)]
     slowest_title = Div(name="abc-slowest-title", text="<b>Slowest workers</b>")
-    significant = HTMLTemplateFormatter(template=SIGNIFICANT)
-    slowest_table = DataTable(
-        source=slowest_hosts, name="abc-slowest", height=30 + 25 * rows, index_position=None,
-        sizing_mode="stretch_width", columns=[
-            TableColumn(field="name", title="name"),
-            TableColumn(field="workers", title="workers"),
-            TableColumn(field="busy", title="slots busy",
-                        formatter=HTMLTemplateFormatter(template="<%= busy %>/<%= slots %>")),
-            TableColumn(field="evaluations", title="evaluations",
-                        formatter=NumberFormatter(format="0,0")),
-            TableColumn(field="rate", title="throughput per slot", formatter=significant),
-            TableColumn(field="relative", title="vs median", formatter=HTMLTemplateFormatter(
-                template='<%= value == null ? "" : +value.toPrecision(2) + "×" %>')),
-            TableColumn(field="seconds_per_evaluation", title="s per evaluation",
-                        formatter=significant)])
+    slowest_table = _slowest_table(slowest_hosts, rows)
     generation_table = DataTable(
         source=generations, name="abc-generations", height=220, index_position=None,
         sizing_mode="stretch_width", columns=[table_column(f) for f in GENERATION_FIELDS])
@@ -202,3 +133,98 @@ def page_html(marginals: Sequence[tuple[str, str]] = (), window: float | None = 
     document.add_root(layout)
     document.js_on_event("document_ready", poll)
     return file_html(document, INLINE, "dask-abc")
+
+
+def _generation_plots(generations, probabilities) -> list:
+    """One plot per generation metric, and the model probabilities."""
+    from bokeh.palettes import Category10_10
+    from bokeh.plotting import figure
+    from bokeh.transform import linear_cmap
+
+    plots = []
+    for field, title in GENERATION_METRICS:
+        p = figure(title=title, y_axis_type=axis_type(field), x_axis_label="generation",
+                   name=f"abc-{field}", tools="pan,wheel_zoom,reset,save,hover")
+        p.line("t", field, source=generations)
+        p.scatter("t", field, source=generations, size=6)
+        plots.append(p)
+    p = figure(title="Model probabilities", x_axis_label="generation", y_range=(0, 1.05),
+               name="abc-model-probabilities", tools="pan,wheel_zoom,reset,save,hover",
+               tooltips=[("model", "@name"), ("p", "@p")])
+    p.scatter("t", "p", source=probabilities, size=8, legend_field="name",
+              color=linear_cmap("model", Category10_10, 0, 9))
+    p.add_layout(p.legend[0], "right")  # beside the plot: points span the whole height
+    plots.append(p)
+    return plots
+
+
+def _busy_plot(history):
+    """Slots busy over time, against the slots there are."""
+    from bokeh.plotting import figure
+
+    p = figure(title="Slots busy", x_axis_type="datetime", name="abc-busy", y_axis_label="slots",
+               tools="pan,wheel_zoom,reset,save,hover",
+               tooltips=[("busy", "@busy"), ("slots", "@slots")])
+    p.step("time", "slots", source=history, mode="after", color="gray", line_dash="dashed",
+           legend_label="slots")
+    p.step("time", "busy", source=history, mode="after", line_width=2, legend_label="busy")
+    p.legend.location = "bottom_left"
+    p.xaxis.ticker.desired_num_ticks = 4
+    return p
+
+
+def _throughput_plot(histogram, window_text: str):
+    """The distribution of the throughput per slot over workers (or hosts)."""
+    from bokeh.plotting import figure
+
+    throughput = figure(title="Throughput per slot", name="abc-throughput",
+                        x_axis_label=f"evaluations per slot-second, {window_text}",
+                        y_axis_label="count",
+                        tools="hover", tooltips=[("from", "@left"), ("to", "@right"),
+                                                 ("count", "@count")])
+    throughput.quad(left="left", right="right", top="count", bottom=0, source=histogram,
+                    alpha=0.7)
+    return throughput
+
+
+def _posterior_plots(posterior, marginals: Sequence[tuple[str, str]]) -> list:
+    """One histogram per parameter known when the page is opened (all in one before)."""
+    from bokeh.models import CDSView, GroupFilter
+    from bokeh.plotting import figure
+
+    plots = []
+    for model, parameter in marginals or [(None, None)]:
+        if model is None:
+            view, title, name = CDSView(), "Posterior marginals", "abc-posterior"
+        else:
+            view = CDSView(filter=GroupFilter(column_name="name",
+                                              group=f"{model}: {parameter}"))
+            title = f"Posterior of {parameter} (model {model})"
+            name = f"abc-posterior-{model}: {parameter}"
+        p = figure(title=title, name=name, x_axis_label=parameter,
+                   tools="pan,wheel_zoom,reset,save,hover")
+        p.quad(left="left", right="right", top="density", bottom=0, source=posterior,
+               view=view, alpha=0.6)
+        plots.append(p)
+    return plots
+
+
+def _slowest_table(slowest_hosts, rows: int):
+    """The slowest workers (or hosts) with their load and throughput."""
+    from bokeh.models import DataTable, HTMLTemplateFormatter, NumberFormatter, TableColumn
+
+    significant = HTMLTemplateFormatter(template=SIGNIFICANT)
+    return DataTable(
+        source=slowest_hosts, name="abc-slowest", height=30 + 25 * rows, index_position=None,
+        sizing_mode="stretch_width", columns=[
+            TableColumn(field="name", title="name"),
+            TableColumn(field="workers", title="workers"),
+            TableColumn(field="busy", title="slots busy",
+                        formatter=HTMLTemplateFormatter(template="<%= busy %>/<%= slots %>")),
+            TableColumn(field="evaluations", title="evaluations",
+                        formatter=NumberFormatter(format="0,0")),
+            TableColumn(field="rate", title="throughput per slot", formatter=significant),
+            TableColumn(field="relative", title="vs median", formatter=HTMLTemplateFormatter(
+                template='<%= value == null ? "" : +value.toPrecision(2) + "×" %>')),
+            TableColumn(field="seconds_per_evaluation", title="s per evaluation",
+                        formatter=significant)])

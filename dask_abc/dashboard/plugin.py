@@ -136,8 +136,7 @@ class ABCDashboardPlugin(SchedulerPlugin):
     """
 
     name = "dask-abc-dashboard"
-    #: registering it again (a second run, another master) keeps the running one
-    idempotent = True
+    idempotent = True  # registered again by a second run: keep the page's state
 
     def __init__(self):
         self.state = ABCState()

@@ -11,14 +11,16 @@ import numpy as np
 
 from .. import config
 from ..generation import BatchResult
+from ..observers import GenerationObserver, GenerationOutcome
 from ..report import BINS
 from .plugin import TOPIC, ABCDashboardPlugin
 
 logger = logging.getLogger("dask_abc")
 
 
-class DashboardReporter:
-    """Send a run's progress to the ABC page of ``client``'s dashboard.
+class DashboardReporter(GenerationObserver):
+    """Send a run's progress to the ABC page of ``client``'s dashboard (a generation
+    observer).
 
     Events are sent in order from the client's event loop; the master never waits
     for them (``Client.log_event`` waits for the scheduler's answer, which costs
@@ -42,8 +44,8 @@ class DashboardReporter:
         self._sending = False
         self._idle = threading.Event()
         self._idle.set()
-        if ABCDashboardPlugin.name not in _plugins(client):
-            client.register_plugin(ABCDashboardPlugin(), name=ABCDashboardPlugin.name)
+        # idempotent: a second run on this scheduler keeps the page's plugin and state
+        client.register_plugin(ABCDashboardPlugin(), name=ABCDashboardPlugin.name)
         self.interval = float(config.get("dashboard.interval"))
         self._send({"kind": "start", "run": run})
         self._last = 0.0
@@ -76,7 +78,7 @@ class DashboardReporter:
         """Wait up to ``timeout`` seconds for the events still on their way."""
         self._idle.wait(timeout)
 
-    def generation_started(self, t: int, n: int, epsilon: float, restored=()) -> None:
+    def on_start(self, t: int, n: int, epsilon: float, restored=()) -> None:
         self.t, self.n, self.epsilon = t, n, float(epsilon)
         self.started = time.monotonic()
         self.accepted = sum(b.n_accepted for b in restored)
@@ -84,8 +86,7 @@ class DashboardReporter:
         self.batch_size = 0
         self._status(force=True)
 
-    def update(self, batch: BatchResult) -> None:
-        """Count a returned batch (a collector callback)."""
+    def on_batch(self, batch: BatchResult) -> None:
         self.accepted += batch.n_accepted
         self.evaluations += batch.n_evaluated
         self.batch_size = batch.n_evaluated
@@ -107,23 +108,24 @@ class DashboardReporter:
                     "evaluations_per_second": self.evaluations / elapsed,
                     "seconds_left": left})
 
-    def generation_done(self, t: int, epsilon: float, samples: int, ess: float,
-                        seconds: float, model_names, model_probabilities, posterior) -> None:
-        """A completed generation; ``posterior``: ``"model: parameter"`` -> (values,
-        weights)."""
+    def on_end(self, outcome: GenerationOutcome) -> None:
+        """A completed generation goes to the page with its posterior marginals."""
+        population = outcome.population
+        if population is None:
+            return
         self.accepted = self.n
         self._status(force=True)
         histograms = []
-        for name, (values, weights) in posterior.items():
+        for name, (values, weights) in outcome.marginals().items():
             density, edges = np.histogram(values, bins=BINS, weights=weights, density=True)
-            model, parameter = _model_and_parameter(name, model_names)
+            model, parameter = _model_and_parameter(name, outcome.model_names)
             histograms.append({"model": model, "parameter": parameter,
                                "edges": edges.tolist(), "density": density.tolist()})
-        self._send({"kind": "generation", "t": t, "epsilon": _finite(epsilon),
-                    "acceptance_rate": self.n / samples, "ess": float(ess),
-                    "samples": int(samples), "seconds": float(seconds),
-                    "model_probabilities": {name: float(p) for name, p in
-                                            zip(model_names, model_probabilities)},
+        self._send({"kind": "generation", "t": outcome.t, "epsilon": _finite(outcome.epsilon),
+                    "acceptance_rate": population.acceptance_rate, "ess": population.ess,
+                    "samples": int(population.samples), "seconds": float(outcome.seconds),
+                    "model_probabilities": {name: float(p) for name, p in zip(
+                        outcome.model_names, population.model_probabilities)},
                     "posterior": histograms})
 
 
@@ -139,9 +141,3 @@ def _model_and_parameter(name: str, model_names) -> tuple[str, str]:
 def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
-
-def _plugins(client) -> set[str]:
-    def names(dask_scheduler=None):
-        return list(dask_scheduler.plugins)
-
-    return set(client.run_on_scheduler(names))

@@ -6,6 +6,7 @@ import ctypes
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ import numpy as np
 
 from .. import config
 from ..generation import BatchResult, GenerationSpec
+from ..observers import GenerationObserver
 from ..reproducibility import warn_shared_global_state
 from ..sample import Sample, SampleCollector
 
@@ -125,6 +127,31 @@ class Sampler:
 
     def stop(self) -> None:
         """Release what the sampler started (processes, executors); it can start again."""
+
+    def observers(self, run: str) -> list[GenerationObserver]:
+        """The generation observers of the sampler's side, for the run called ``run``:
+        the ABC page of the Dask dashboard of :meth:`dashboard_client`, if any and
+        ``abc.dashboard.enabled``."""
+        if not config.get("dashboard.enabled"):
+            return []
+        client = self.dashboard_client()
+        if client is None:
+            return []
+        from ..dashboard import DashboardReporter
+
+        return [DashboardReporter(client, run)]
+
+    def dashboard_client(self):
+        """The Dask client whose dashboard shows the run: the current client, if any
+        (Dask-based samplers return their own)."""
+        if "distributed" not in sys.modules:
+            return None  # no Dask client can exist without distributed imported
+        from distributed import Client
+
+        try:
+            return Client.current()
+        except ValueError:
+            return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

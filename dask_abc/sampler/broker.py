@@ -229,6 +229,10 @@ class ActorEvalParallelSampler(BrokerSampler):
                 ) from None
         return ActorBroker(self.client, self.name, create=True)
 
+    def dashboard_client(self):
+        """The coordinator's client, else the current one."""
+        return self.client if self.client is not None else super().dashboard_client()
+
     def __repr__(self) -> str:
         return f"ActorEvalParallelSampler(batch_size={self.batch_size!r})"
 

@@ -272,6 +272,10 @@ class DaskDistributedSampler(Sampler):
                         nr_cores_available(), self._own_client.dashboard_link)
         return self._own_client
 
+    def dashboard_client(self):
+        """The client in use: the run's progress goes to its dashboard."""
+        return self.client
+
     def _elastic_for(self, client) -> ElasticCluster:
         if self._elastic is None or self._elastic.client is not client:
             self._elastic = ElasticCluster(client)

@@ -21,6 +21,7 @@ import time
 
 from .. import config
 from ..generation import BatchResult
+from ..observers import GenerationObserver
 from .sqlite import connect, transaction
 
 logger = logging.getLogger("dask_abc")
@@ -68,8 +69,9 @@ def merge_consecutive(batches: list[BatchResult]) -> list[BatchResult]:
     return [BatchResult.concat(run) for run in runs]
 
 
-class Journal:
-    """The checkpoint of the running generation of one run.
+class Journal(GenerationObserver):
+    """The checkpoint of the running generation of one run: a generation observer
+    that writes every returned range (:meth:`begin` reads back an earlier attempt's).
 
     Parameters
     ----------
@@ -142,6 +144,12 @@ class Journal:
             self._thread.join()
             self._thread = None
         self.t = None
+
+    def on_batch(self, batch: BatchResult) -> None:
+        self.record(batch)
+
+    def on_sampled(self, sample) -> None:
+        self.end()  # the generation is committed next, with its ranges deleted
 
     def close(self) -> None:
         self.end()
