@@ -81,7 +81,6 @@ def resume(db: str, abc_id: int | None = None, scheduler: str | None = None) -> 
                              f"({reason}); nothing to resume")
         raise SystemExit(f"dask-abc resume: run {history.id} of {db!r} was never run; run it "
                          "from your script")
-    setup = history.load_setup()
     sampler = None
     if scheduler is not None:
         from distributed import Client
@@ -89,18 +88,17 @@ def resume(db: str, abc_id: int | None = None, scheduler: str | None = None) -> 
         from .sampler import DaskDistributedSampler
 
         sampler = DaskDistributedSampler(Client(scheduler))
-    smc = ABCSMC(**setup, sampler=sampler)
-    smc._load(history, setup="trust")  # built from the stored setup
-    arguments = dict(call["arguments"])
-    if arguments["max_walltime"] is not None:
-        arguments["max_walltime"] = datetime.timedelta(seconds=arguments["max_walltime"])
-    print(f"resuming run {history.id} of {db} at generation {history.max_t + 1} "
-          f"with {smc.sampler!r}")
     try:
+        smc = ABCSMC.from_history(history, sampler=sampler)
+        arguments = dict(call["arguments"])
+        if arguments["max_walltime"] is not None:
+            arguments["max_walltime"] = datetime.timedelta(seconds=arguments["max_walltime"])
+        print(f"resuming run {history.id} of {db} at generation {history.max_t + 1} "
+              f"with {smc.sampler!r}")
         return smc.run(**arguments)
     finally:
-        if scheduler is not None:
-            smc.sampler.client.close()
+        if sampler is not None:
+            sampler.client.close()
 
 
 def cmd_resume(args) -> int:

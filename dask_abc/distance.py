@@ -25,6 +25,7 @@ class Distance:
     #: of accepted ones.
     requires_all_sum_stats = False
     layout: SumStatLayout | None = None
+    _runtime_attributes = ("layout",)  # fitted at run time (fingerprint)
 
     def configure(self, layout: SumStatLayout) -> None:
         """Learn the layout of the statistics (called once by ABCSMC.new/load)."""
@@ -179,6 +180,7 @@ class AdaptivePNormDistance(PNormDistance):
     """
 
     requires_all_sum_stats = True
+    _runtime_attributes = ("weights",)  # fitted at run time (fingerprint)
 
     def __init__(
         self,

@@ -100,6 +100,8 @@ class QuantileEpsilon(Epsilon):
         Weight the distances by the particle weights.
     """
 
+    _runtime_attributes = ("values",)  # fitted at run time (fingerprint)
+
     def __init__(self, initial_epsilon="from_sample", alpha: float = 0.5,
                  quantile_multiplier: float = 1, weighted: bool = True):
         if not 0 < alpha <= 1:

@@ -30,15 +30,6 @@ _ARRAY_VALUES = 20  # larger arrays are described by a hash
 _RANDOM = (np.random.Generator, np.random.RandomState, np.random.SeedSequence,
            np.random.BitGenerator, random.Random)
 _NAMED = (type, types.ModuleType, types.BuiltinFunctionType, np.ufunc)
-# Attributes fitted or derived at run time rather than set up by the user, by class
-# (and its subclasses): they change while a run goes on.
-_RUNTIME = {
-    "dask_abc.distance.Distance": {"layout"},
-    "dask_abc.distance.AdaptivePNormDistance": {"weights"},
-    "dask_abc.epsilon.QuantileEpsilon": {"values"},
-    "dask_abc.transition.Transition": {"X", "w", "cov", "chol", "chol_inv", "log_norm"},
-    "dask_abc.random_variables.RV": {"distribution", "discrete"},
-}
 
 
 def describe(obj) -> Description:
@@ -167,7 +158,12 @@ def _describe_container(obj, sub):
 
 
 def _attributes(obj) -> dict | None:
-    """The public, not run-time, attributes of ``obj`` (None if it has neither dict nor slots)."""
+    """The public, not run-time, attributes of ``obj`` (None if it has neither dict nor slots).
+
+    Run-time attributes are fitted or derived while a run goes on rather than set up by
+    the user: a class names them in its ``_runtime_attributes`` tuple, which holds for
+    its subclasses too (the names of all classes in the MRO are skipped).
+    """
     mro = type(obj).__mro__
     slots = []
     for cls in mro:
@@ -178,7 +174,7 @@ def _attributes(obj) -> dict | None:
         return None
     found = dict(found or {})
     found.update((s, getattr(obj, s)) for s in slots if hasattr(obj, s))
-    skip = set().union(*(_RUNTIME.get(_name(c), ()) for c in mro))
+    skip = set().union(*(c.__dict__.get("_runtime_attributes", ()) for c in mro))
     return {k: v for k, v in found.items() if not k.startswith("_") and k not in skip}
 
 

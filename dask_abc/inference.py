@@ -259,6 +259,59 @@ class ABCSMC:
         return self._load(history, observed_sum_stat,
                           "ignore" if ignore_setup_changes else "check")
 
+    @classmethod
+    def from_history(cls, db, abc_id: int | None = 1, *,
+                     sampler: Sampler | None = None) -> ABCSMC:
+        """The ABCSMC of run ``abc_id`` of ``db``, rebuilt from the setup stored with it
+        and loaded: :meth:`run` continues where the run stopped.
+
+        This is what ``dask-abc resume`` does; unlike :meth:`load` it needs no
+        script, only that the modules defining the run's models and functions
+        are importable here.
+
+        Parameters
+        ----------
+        db : str, os.PathLike or History
+            The database (``sqlite:///`` URL or path), or an open History (kept
+            open and used).
+        abc_id : int, optional
+            The run; None for the latest. Ignored for an open History, whose
+            run is used.
+        sampler : Sampler, optional
+            Samples the continued run (not stored with it); default see
+            :func:`~dask_abc.sampler.default_sampler`.
+
+        Raises
+        ------
+        DatabaseError
+            If the database, the run or its stored setup is missing, or the
+            setup does not unpickle here.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import dask_abc as abc
+        >>> def model(p):
+        ...     return {"y": p["theta"] + np.random.normal()}
+        >>> smc = abc.ABCSMC(model, abc.Distribution(theta=abc.RV("norm", 0, 3)),
+        ...                  population_size=50, seed=1, sampler=abc.sampler.SingleCoreSampler())
+        >>> db = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "run.db")
+        >>> _ = smc.new(db, {"y": 1.0})
+        >>> smc.run(max_nr_populations=1).close()
+        >>> again = abc.ABCSMC.from_history(db, sampler=abc.sampler.SingleCoreSampler())
+        >>> again.run(max_nr_populations=1).n_populations
+        2
+        """
+        history = db if isinstance(db, History) else History(db, abc_id=abc_id, create=False)
+        try:
+            smc = cls(**history.load_setup(), sampler=sampler)
+            smc._load(history, setup="trust")  # built from the stored setup
+        except BaseException:
+            if history is not db:
+                history.close()
+            raise
+        return smc
+
     def _load(self, history: History, observed_sum_stat: Mapping | None = None,
               setup: str = "check") -> History:
         """``setup``: "check" the stored setup, "ignore" differences (store the new one),

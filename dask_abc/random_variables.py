@@ -48,6 +48,8 @@ class RV(RVBase):
     0.133
     """
 
+    _runtime_attributes = ("distribution", "discrete")  # derived from name and args (fingerprint)
+
     def __init__(self, name: str, *args, **kwargs):
         dist = getattr(st, name, None)
         if not isinstance(dist, st.rv_continuous | st.rv_discrete):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .generation import BatchResult
+from .ranges import pop_consecutive
 
 
 @dataclass
@@ -104,8 +105,7 @@ class SampleCollector:
             self.on_batch(batch)
         self._waiting[batch.start] = batch
         bisect.insort(self._waiting_starts, batch.start)
-        while self.prefix in self._waiting and not self.done:
-            b = self._waiting.pop(self.prefix)
+        for b in pop_consecutive(self._waiting, self.prefix, until=lambda: self.done):
             self._waiting_starts.remove(b.start)
             self._batches.append(b)
             self.prefix = b.stop

@@ -48,6 +48,7 @@ def _apply(matrices: np.ndarray, vectors: np.ndarray) -> np.ndarray:
 class Transition:
     """Base class of parameter kernels: ``fit``, ``rvs_from``, ``pdf``."""
 
+    _runtime_attributes = ("X", "w", "cov", "chol", "chol_inv", "log_norm")  # fitted (fingerprint)
     X: np.ndarray
     w: np.ndarray
 

@@ -32,8 +32,7 @@ import resume_models
 
 import dask_abc as abc
 from dask_abc.sample import SampleCollector
-from dask_abc.storage import history as history_module
-from dask_abc.storage import journal as journal_module
+from dask_abc.storage import journal, lock, schema, sqlite, writer
 
 cloudpickle.register_pickle_by_value(resume_models)  # Dask workers need not import it
 
@@ -66,7 +65,7 @@ def instrument() -> None:
 
     abc.ABCSMC._sample = recording_sample
 
-    transaction = history_module.transaction
+    transaction = sqlite.transaction
 
     @contextlib.contextmanager
     def slow_transaction(conn):
@@ -77,7 +76,8 @@ def instrument() -> None:
                 state["writing"].set()
                 time.sleep(5)  # killed here, inside the transaction
 
-    history_module.transaction = journal_module.transaction = slow_transaction
+    for module in (journal, lock, schema, writer):  # every module that writes
+        module.transaction = slow_transaction
 
 
 def dump_and_kill(path: str) -> None:

@@ -28,8 +28,7 @@ from dask_abc.generation import BatchResult
 from dask_abc.inference import SetupChangedError
 from dask_abc.sample import SampleCollector
 from dask_abc.sampler import SingleCoreSampler
-from dask_abc.storage import History
-from dask_abc.storage.history import RunLockedError
+from dask_abc.storage import History, RunLockedError
 from dask_abc.sumstat import SumStatLayout
 
 HERE = Path(__file__).parent
@@ -261,7 +260,8 @@ def test_a_second_master_is_refused_with_the_owner_named(tmp_path, monkeypatch):
     db, simlog = tmp_path / "run.db", tmp_path / "sims.log"
     monkeypatch.setenv("RESUME_SIMLOG", str(simlog))
     cmd = [sys.executable, str(HERE / "resume_master.py"), str(db), str(simlog), "single"]
-    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get(
+        "PYTHONPATH", "")])}
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
@@ -488,3 +488,28 @@ def test_an_interrupted_run_keeps_what_it_computed(reference, tmp_path, monkeypa
     assert 0 < repeated <= int(dask_abc.config.get("single-core.chunk"))
     assert history.get_partial_info()["evaluations"] == 0  # committed: nothing partial
     history.close()
+
+
+def test_from_history_rebuilds_the_run_from_its_stored_setup(reference, tmp_path, monkeypatch):
+    """ABCSMC.from_history (what `dask-abc resume` does): the setup stored with an
+    interrupted run, alone, finishes it to the uninterrupted History."""
+    monkeypatch.setenv("RESUME_SIMLOG", str(tmp_path / "sims.log"))
+    db = f"sqlite:///{tmp_path / 'run.db'}"
+    ref_db, _, ref_sims = reference
+    smc = flaky_abcsmc(sum(ref_sims.values()) // 2)
+    smc.new(db, resume_models.OBSERVED)
+    with pytest.raises(KeyboardInterrupt):
+        smc.run(**resume_models.RUN)
+    smc.history.close()
+
+    sampler = SingleCoreSampler()
+    smc = abc.ABCSMC.from_history(db, 1, sampler=sampler)
+    assert smc.sampler is sampler and smc.seed == resume_models.SEED
+    assert smc.models[0].sample_function is resume_models.model  # as stored, not the flaky one
+    assert smc.history.max_t < resume_models.GENERATIONS - 1
+    history = smc.run(**resume_models.RUN)
+    with History(f"sqlite:///{ref_db}", create=False) as ref:
+        assert_histories_equal(history, ref)
+    history.close()
+    with pytest.raises(abc.DatabaseError, match=r"no run with abc_id=2"):
+        abc.ABCSMC.from_history(db, 2)

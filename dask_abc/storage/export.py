@@ -12,7 +12,8 @@ import sys
 
 import pandas as pd
 
-from .history import DatabaseError, History
+from .errors import DatabaseError
+from .history import History
 
 FORMATS = ("csv", "parquet", "feather", "json", "html")
 _EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".feather": "feather",

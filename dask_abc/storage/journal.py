@@ -8,6 +8,10 @@ within ``abc.storage.checkpoint-interval`` seconds, consecutive ranges merged
 into one row, so the master is not slowed. The thread lives only while a
 generation returns results, so samplers that fork worker processes never fork
 a threaded master.
+
+The table's SQL and the reads and deletes of other parts of the storage
+(:data:`TABLE`, :func:`read_batches`, :func:`read_ranges`, :func:`discard`)
+are module-level functions here too.
 """
 
 from __future__ import annotations
@@ -22,11 +26,20 @@ import time
 from .. import config
 from ..generation import BatchResult
 from ..observers import GenerationObserver
+from ..ranges import consecutive_runs
 from .sqlite import connect, transaction
 
 logger = logging.getLogger("dask_abc")
 
 _STOP = object()
+
+#: The table of streamed ranges: one row per range, keyed by its start index.
+TABLE = """
+CREATE TABLE IF NOT EXISTS partial_batches (
+    abc_id INTEGER NOT NULL, t INTEGER NOT NULL, start INTEGER NOT NULL, stop INTEGER,
+    n_evaluated INTEGER, n_accepted INTEGER, epsilon REAL, data BLOB,
+    PRIMARY KEY (abc_id, t, start)
+)"""
 
 
 def encode(batch: BatchResult) -> bytes:
@@ -47,6 +60,20 @@ def read_batches(conn: sqlite3.Connection, abc_id: int, t: int,
     return [decode(data) for eps, data in rows if epsilon is None or eps == epsilon]
 
 
+def read_ranges(conn: sqlite3.Connection, abc_id: int, t: int) -> list[tuple[int, int, int]]:
+    """``(start, stop, n_accepted)`` of the stored ranges of generation ``t``, by start."""
+    return conn.execute(
+        "SELECT start, stop, n_accepted FROM partial_batches WHERE abc_id=? AND t=? "
+        "ORDER BY start", (abc_id, t)).fetchall()
+
+
+def discard(conn: sqlite3.Connection, abc_id: int, t: int, earlier: bool = False) -> None:
+    """Delete the stored ranges of generation ``t`` (and of all ``earlier`` ones): they
+    are done with once the generation is committed."""
+    conn.execute(f"DELETE FROM partial_batches WHERE abc_id=? AND t{'<=' if earlier else '='}?",
+                 (abc_id, t))
+
+
 def merge_consecutive(batches: list[BatchResult]) -> list[BatchResult]:
     """Batches sorted by start, runs of consecutive ones merged into one.
 
@@ -60,13 +87,7 @@ def merge_consecutive(batches: list[BatchResult]) -> list[BatchResult]:
     >>> [(b.start, b.stop) for b in merge_consecutive([empty(5, 5), empty(0, 5), empty(20, 1)])]
     [(0, 10), (20, 21)]
     """
-    runs: list[list[BatchResult]] = []
-    for b in sorted(batches, key=lambda b: b.start):
-        if runs and runs[-1][-1].stop == b.start:
-            runs[-1].append(b)
-        else:
-            runs.append([b])
-    return [BatchResult.concat(run) for run in runs]
+    return [BatchResult.concat(run) for run in consecutive_runs(batches)]
 
 
 class Journal(GenerationObserver):
