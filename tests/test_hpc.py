@@ -10,6 +10,7 @@ import dask.config
 import pytest
 
 from dask_abc import hpc
+from dask_abc.hpc.jobs import replace_worker_command
 
 LOOPBACK = {"interface": "lo", "scheduler_options": {"dashboard_address": "127.0.0.1:0"}}
 
@@ -68,6 +69,28 @@ def test_dask_worker_job_scripts_of_make_cluster(kind):
     assert "--nworkers 4" in worker and "--nthreads 1" in worker
     # 2 h walltime: retire 5 min before it, staggered by 2 min
     assert "--lifetime 6780s --lifetime-stagger 120s" in worker
+
+
+@pytest.mark.parametrize("kind", ["slurm", "sge", "pbs", "lsf"])
+def test_the_one_private_use_of_dask_jobqueue_still_holds(kind):
+    """dask-abc replaces a job's Dask-worker command through dask-jobqueue's private
+    ``_command_template`` (hpc.jobs.replace_worker_command): the attribute must still be
+    the Dask worker's command line, written as one line of the job script."""
+    import importlib
+
+    job_class = getattr(importlib.import_module("dask_jobqueue"), hpc.cluster.KINDS[kind]).job_cls
+    job = job_class(scheduler="tcp://10.0.0.1:8786", name="w", cores=2, memory="2GB",
+                    python="/opt/venv/bin/python")
+    assert job._command_template.startswith(
+        "/opt/venv/bin/python -m distributed.cli.dask_worker tcp://10.0.0.1:8786")
+    assert job._command_template in lines(job.job_script())
+    replace_worker_command(job, "python3 -m dask_abc.broker --redis-host h")
+    script = lines(job.job_script())
+    assert "python3 -m dask_abc.broker --redis-host h" in script
+    assert not any("dask_worker" in line for line in script)
+    del job._command_template  # as if a release renamed it: a clear error, not a bad script
+    with pytest.raises(RuntimeError, match="writes its job scripts otherwise"):
+        replace_worker_command(job, "python3 -m dask_abc.broker --redis-host h")
 
 
 def test_settings_come_from_the_call_then_abc_cluster_then_jobqueue():

@@ -22,8 +22,9 @@ import uuid
 import numpy as np
 
 from .. import config
-from .base import Broker, BrokerError
-from .state import BrokerBusy, BrokerState
+from .base import Broker
+from .errors import BrokerBusy, BrokerUnreachable, CoordinatorNotFound
+from .state import BrokerState
 
 
 def pack_ranges(ranges) -> bytes:
@@ -221,7 +222,7 @@ class ActorBroker(Broker):
                     future.release()
                     continue
             if time.monotonic() > deadline:
-                raise BrokerError(
+                raise CoordinatorNotFound(
                     f"no dask-abc coordinator named {self.name!r} on the scheduler "
                     f"{self.client.scheduler.address} (waited {wait:g} s); start the master "
                     "(ABCSMC with ActorEvalParallelSampler) first, or check the name")
@@ -231,7 +232,7 @@ class ActorBroker(Broker):
         try:
             return getattr(self.actor, method)(*args).result()
         except OSError as error:
-            raise BrokerError(f"the dask-abc coordinator {self.name!r} is unreachable: "
+            raise BrokerUnreachable(f"the dask-abc coordinator {self.name!r} is unreachable: "
                               f"{error}") from error
 
     def _call(self, operation: str, *args):

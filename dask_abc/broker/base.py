@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import threading
 
-from .state import BrokerBusy, BrokerState
-
-
-class BrokerError(RuntimeError):
-    """The coordinator cannot be reached or refused the request."""
+from .errors import BrokerBusy, BrokerError
+from .state import BrokerState
 
 
 class Broker:

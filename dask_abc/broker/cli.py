@@ -16,8 +16,8 @@ import sys
 
 from dask.utils import parse_timedelta
 
-from .base import Broker, BrokerError
-from .state import BrokerBusy
+from .base import Broker
+from .errors import BrokerError, BrokerUnreachable, CoordinatorNotFound
 
 logger = logging.getLogger("dask_abc.worker")
 
@@ -61,7 +61,7 @@ def connect(options: argparse.Namespace, wait: float = 0.0) -> Broker:
                         direct_to_workers=True)  # actor calls straight to its worker
     except OSError as error:
         where = options.scheduler or options.scheduler_file
-        raise BrokerError(f"cannot reach the Dask scheduler {where}: {error}") from error
+        raise BrokerUnreachable(f"cannot reach the Dask scheduler {where}: {error}") from error
     from .actor import ActorBroker
 
     try:
@@ -171,7 +171,7 @@ def manager_main(argv: list[str] | None = None) -> int:
     try:
         broker = connect(options)
     except BrokerError as error:
-        if options.command == "info" and "no dask-abc coordinator" in str(error):
+        if options.command == "info" and isinstance(error, CoordinatorNotFound):
             print(_info_line(None))  # no master has run on this cluster yet
             return 0
         print(f"dask-abc-manager: {error}", file=sys.stderr)
@@ -184,7 +184,7 @@ def manager_main(argv: list[str] | None = None) -> int:
             print("Workers will stop at the end of the current generation")
         else:
             print(f"Reset {broker.reset_workers()} workers")
-    except (BrokerError, BrokerBusy) as error:
+    except BrokerError as error:
         print(f"dask-abc-manager: {error}", file=sys.stderr)
         return 1
     finally:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 
 from .. import config
-from .base import Broker, BrokerError
-from .state import BrokerBusy
+from .base import Broker
+from .errors import BrokerAuthError, BrokerBusy, BrokerUnreachable
 
 # KEYS and ARGV are documented per script; P is the key prefix (ARGV[1]).
 _PRELUDE = """
@@ -287,16 +287,17 @@ class RedisBroker(Broker):
 
         try:
             return self._scripts[name](args=[self.prefix, *args])
-        except (redis.AuthenticationError, redis.AuthenticationWrongNumberOfArgsError,
-                redis.ResponseError) as error:
-            if not isinstance(error, redis.AuthenticationError) and "AUTH" not in str(error):
-                raise
+        # redis-py maps every refusal of AUTH (NOAUTH, WRONGPASS, no password set) to
+        # these two; AuthenticationError is a ConnectionError, so it comes first
+        except (redis.AuthenticationError, redis.AuthenticationWrongNumberOfArgsError) as error:
             if self.password is None:
-                raise BrokerError(f"Redis at {self.address} needs a password (its "
-                                  f"requirepass): give --redis-password ({error})") from error
-            raise BrokerError(f"Redis at {self.address} refused the password: {error}") from error
+                raise BrokerAuthError(f"Redis at {self.address} needs a password (its "
+                                      f"requirepass): give --redis-password ({error})"
+                                      ) from error
+            raise BrokerAuthError(f"Redis at {self.address} refused the password: {error}"
+                                  ) from error
         except redis.ConnectionError as error:
-            raise BrokerError(f"cannot reach Redis at {self.address}: {error}") from error
+            raise BrokerUnreachable(f"cannot reach Redis at {self.address}: {error}") from error
 
     def acquire(self, owner, ttl):
         holder = self._call("acquire", owner, ttl)
@@ -388,7 +389,7 @@ class RedisBroker(Broker):
             self.redis.xread({f"{self.prefix}:{kind}-events": since},
                              block=max(int(timeout * 1000), 1))  # 0 would block forever
         except redis.ConnectionError as error:
-            raise BrokerError(f"cannot reach Redis at {self.address}: {error}") from error
+            raise BrokerUnreachable(f"cannot reach Redis at {self.address}: {error}") from error
 
     def watch(self, worker, token, stop, timeout):
         beat, event = self._heartbeat(worker)

@@ -24,9 +24,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-
-class BrokerBusy(RuntimeError):
-    """Another master holds the coordinator."""
+from .errors import BrokerBusy
 
 
 @dataclass

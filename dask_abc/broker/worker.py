@@ -38,6 +38,7 @@ import cloudpickle
 from .. import config
 from ..reproducibility import warn_shared_global_state
 from .base import Broker
+from .errors import SpecLoadError
 
 logger = logging.getLogger("dask_abc.worker")
 
@@ -438,10 +439,6 @@ class BrokerWorker:
             if self._error is None and not self._closing:
                 self._error = error
             self._lock.notify_all()
-
-
-class SpecLoadError(RuntimeError):
-    """A worker could not unpickle a generation's spec."""
 
 
 class WorkerFailure:

@@ -22,7 +22,7 @@ from tornado import web
 from tornado.ioloop import PeriodicCallback
 
 from .. import config
-from ..sampler.dask_distributed import RANGE_KEY
+from ..sampler.range_key import RangeKey
 from .load import ClusterLoad
 
 logger = logging.getLogger("dask_abc")
@@ -36,7 +36,6 @@ GENERATION_FIELDS = ("t", "epsilon", "acceptance_rate", "ess", "samples", "secon
 POSTERIOR_FIELDS = ("name", "model", "parameter", "left", "right", "density")
 #: The page's address on the dashboard, and its entry in the dashboard's menu.
 PAGE = "abc"
-_RANGE_PREFIX = RANGE_KEY + "-"
 
 
 class ABCState:
@@ -178,7 +177,7 @@ class ABCDashboardPlugin(SchedulerPlugin):
         self.load.remove_worker(worker)
 
     def transition(self, key, start, finish, *args, **kwargs) -> None:
-        if not (isinstance(key, str) and key.startswith(_RANGE_PREFIX)):
+        if not RangeKey.matches(key):
             return
         if finish == "processing":
             task = self.scheduler.tasks.get(key) if self.scheduler is not None else None
@@ -187,7 +186,7 @@ class ABCDashboardPlugin(SchedulerPlugin):
         elif start == "processing":
             self.load.range_stopped(key)
             if finish == "memory":  # kwargs: the worker's task-finished message
-                self.load.range_finished(kwargs.get("worker"), _range_count(key),
+                self.load.range_finished(kwargs.get("worker"), RangeKey.parse(key).count,
                                          _compute_seconds(kwargs.get("startstops")))
 
     def log_event(self, topic: str, msg) -> None:
@@ -195,11 +194,6 @@ class ABCDashboardPlugin(SchedulerPlugin):
             if msg.get("kind") == "start":
                 self.load.reset()
             self.state.update(msg)
-
-
-def _range_count(key: str) -> int:
-    """``abc-range-{token}-{start}-{count}-{attempt}`` -> count."""
-    return int(key.rsplit("-", 2)[1])
 
 
 def _compute_seconds(startstops) -> float:

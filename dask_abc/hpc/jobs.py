@@ -90,6 +90,35 @@ def worker_job(kind: str | None = None, *, scheduler: str | None = None,
     settings.setdefault("job_name", "dask-abc-worker")
     job = job_class(scheduler="(none)", name="dask-abc-worker", **settings)
     # dask-jobqueue writes the header; the command is a standalone worker's
+    return replace_worker_command(job, command)
+
+
+def replace_worker_command(job, command: str):
+    """``job`` (a dask-jobqueue job object), its script running ``command`` instead of a
+    Dask worker.
+
+    dask-jobqueue (0.8, 0.9) has no public way to do this: its job classes build
+    ``PYTHON -m WORKER_COMMAND SCHEDULER --name … --nthreads … --memory-limit …``
+    (arguments a standalone worker does not take) into the private attribute
+    ``_command_template``, which :meth:`job_script` writes after the directives and
+    the prologue. This function is the one place dask-abc touches it, and it checks
+    first that the job's script holds that attribute's command;
+    ``tests/test_hpc.py`` fails if a dask-jobqueue release writes scripts otherwise.
+
+    Examples
+    --------
+    >>> from dask_jobqueue.slurm import SLURMJob
+    >>> job = SLURMJob(scheduler="tcp://s:8786", cores=1, memory="1GB", python="python3")
+    >>> replace_worker_command(job, "echo hello").job_script().splitlines()[-1]
+    'echo hello'
+    """
+    original = getattr(job, "_command_template", None)
+    if not (isinstance(original, str) and original in job.job_script()):
+        from importlib.metadata import version
+
+        raise RuntimeError(f"dask-jobqueue {version('dask_jobqueue')} writes its job scripts "
+                           "otherwise than dask-abc expects (_command_template); the worker "
+                           "job's command cannot be set")
     job._command_template = command
     return job
 

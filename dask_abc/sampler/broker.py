@@ -21,14 +21,13 @@ import socket
 import time
 import uuid
 
-import cloudpickle
-
 from .. import config
 from ..broker import ActorBroker, Broker, BrokerBusy, RedisBroker
 from ..broker.worker import WorkerFailure
 from ..generation import GenerationSpec
 from ..reproducibility import warn_shared_global_state
 from ..sample import SampleCollector
+from . import payload
 from .base import Sampler, SamplerError
 from .policy import RangePolicy, policy_for
 
@@ -93,8 +92,9 @@ class BrokerSampler(Sampler):
         broker = self.broker
         ttl = float(config.get("broker.master-ttl"))
         self._acquire(broker, ttl)
-        token = uuid.uuid4().hex
-        broker.start_generation(token, spec.t, collector.n, cloudpickle.dumps(spec), spec.eps)
+        shipped = payload.SpecPayload(spec)
+        token = shipped.token
+        broker.start_generation(token, spec.t, collector.n, shipped.data, spec.eps)
         outstanding: dict[int, int] = {}  # start -> count, queued or leased
         handed_out = 0
 

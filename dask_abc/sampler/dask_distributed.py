@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import queue
 import time
-import uuid
-from collections import OrderedDict
 
-import cloudpickle
 import numpy as np
 
 from .. import config
@@ -20,11 +16,10 @@ from . import payload
 from .base import Sampler, SamplerError, nr_cores_available
 from .elastic import ElasticCluster
 from .policy import Auto, RangePolicy, policy_for
+from .range_key import RangeKey
+from .triage import KilledWorkerTriage
 
 logger = logging.getLogger("dask_abc")
-
-#: Task keys of ranges: ``abc-range-{token}-{start}-{count}-{attempt}``.
-RANGE_KEY = "abc-range"
 
 
 def _is_killed_worker(error) -> bool:
@@ -168,38 +163,19 @@ def _run_on_workers(client, function, *args, workers=None) -> None:
                                       asynchronous=True))
 
 
-_PAUSED: OrderedDict[str, int] = OrderedDict()  # token -> ranges up to this epoch pause
-_PAUSED_SIZE = 64
-
-
-class Paused:
-    """A range that found its generation paused when it started; it evaluated nothing."""
-
-    def __repr__(self) -> str:
-        return "Paused()"
-
-
-async def pause(token: str, epoch: int) -> None:
-    """Ranges of generation ``token`` submitted in ``epoch`` or before that start from now
-    on return :class:`Paused` (run on every worker by ``Client.run``)."""
-    _PAUSED[token] = max(epoch, _PAUSED.get(token, -1))
-    _PAUSED.move_to_end(token)
-    while len(_PAUSED) > _PAUSED_SIZE:
-        _PAUSED.popitem(last=False)
-
-
 def evaluate_range(token: str, start: int, count: int, data: bytes | None = None,
-                   epoch: int = 0) -> BatchResult | payload.Missing | Paused | None:
+                   epoch: int = 0) -> BatchResult | payload.Missing | payload.Paused | None:
     """One task: evaluate ``[start, start + count)`` of the generation ``token``.
 
     The worker gets the spec from :func:`~dask_abc.sampler.payload.install`, sent
     beside the tasks; a worker that joined later answers
     :class:`~dask_abc.sampler.payload.Missing` with its address, unless the task
     carries the spec itself (``data``). A range whose ``epoch`` is paused
-    (:func:`pause`) answers :class:`Paused`.
+    (:func:`~dask_abc.sampler.payload.pause`) answers
+    :class:`~dask_abc.sampler.payload.Paused`.
     """
-    if _PAUSED.get(token, -1) >= epoch:
-        return Paused()
+    if payload.GENERATIONS.paused(token, epoch):
+        return payload.Paused()
     result = payload.evaluate(token, data, start, count,
                               wait=float(config.get("dask.spec-wait-seconds")))
     if isinstance(result, payload.Missing):
@@ -241,7 +217,8 @@ class DaskDistributedSampler(Sampler):
     with a :class:`SamplerError` naming its parameters once every index below
     it has been evaluated without completing the population (so exactly when
     a single-core run would evaluate it); a crashing index beyond the
-    population's last one does not stop the run.
+    population's last one does not stop the run
+    (:class:`~dask_abc.sampler.triage.KilledWorkerTriage`).
 
     Parameters
     ----------
@@ -370,35 +347,28 @@ class _DaskGeneration:
         self.sampler, self.client, self.spec = sampler, client, spec
         self.collector = collector
         self.policy = sampler.policy
-        self.token = uuid.uuid4().hex
-        self.data = cloudpickle.dumps(spec)
+        self.shipped = payload.SpecPayload(spec)
         self.outcomes = _Outcomes(client)
         self.in_flight: dict = {}  # future -> (start, count, evaluated alone)
         self.finished: set = set()  # futures in flight whose task is done (result on its way)
         self.attempts: dict[int, int] = {}  # start -> submissions of a range from there
         self.handed_out = 0
         self.epoch = 0  # of the ranges submitted now; a quarantine pauses the earlier ones
-        self.quarantine = False
-        self.suspects: list[tuple[int, int]] = []  # heap of ranges that ended in KilledWorker
-        self.deferred: list[tuple[int, int]] = []  # ranges paused by the quarantine
-        self.killed_alone: dict[int, int] = {}  # index -> KilledWorker when evaluated alone
-        self.culprit = None  # the lowest index that killed workers alone too often
-        self.culprit_error = None
-        self.retries = int(config.get("dask.killed-worker-retries"))
+        self.triage = KilledWorkerTriage(int(config.get("dask.killed-worker-retries")), spec.t)
 
     def window(self) -> tuple[int, int]:
         return self.sampler._window(self.client)
 
     def submit(self, ranges, with_data: bool = False, alone: bool = False) -> None:
         """One message to the scheduler for all ``ranges``."""
-        token, starts, counts, keys = self.token, [], [], []
+        token, starts, counts, keys = self.shipped.token, [], [], []
         for start, count in ranges:
             self.attempts[start] = self.attempts.get(start, 0) + 1
             starts.append(start)
             counts.append(count)
             # the count in the key lets the dashboard count evaluations per worker
-            keys.append(f"{RANGE_KEY}-{token}-{start}-{count}-{self.attempts[start]}")
-        extra = [[self.data] * len(starts)] if with_data else []
+            keys.append(str(RangeKey(token, start, count, self.attempts[start])))
+        extra = [[self.shipped.data] * len(starts)] if with_data else []
         new = self.client.map(evaluate_range, [token] * len(starts), starts, counts, *extra,
                               key=keys, pure=False, epoch=self.epoch)
         for future, start, count in zip(new, starts, counts):
@@ -422,7 +392,7 @@ class _DaskGeneration:
     def run(self) -> None:
         client, spec, collector = self.client, self.spec, self.collector
         # every live worker unpickles the spec once; its ranges wait for it
-        _run_on_workers(client, payload.install, self.token, self.data)
+        _run_on_workers(client, payload.install, self.shipped.token, self.shipped.data)
         try:
             self.top_up()
             while self.in_flight:
@@ -435,34 +405,23 @@ class _DaskGeneration:
                     self.handle(*outcome)
                     if collector.done:
                         return
-                if self.culprit is not None:
-                    # the prefix cannot pass the culprit: only ranges below it matter
-                    self.suspects = [r for r in self.suspects if r[0] < self.culprit]
-                    heapq.heapify(self.suspects)
-                    self.deferred = [r for r in self.deferred if r[0] < self.culprit]
-                if self.quarantine:
-                    if self.in_flight:
-                        continue  # a suspect runs alone once all ranges have returned
-                    if self.suspects:
-                        self.submit([heapq.heappop(self.suspects)], alone=True)
-                        continue
-                    self.quarantine = False
-                    if self.deferred:
-                        self.submit(sorted(self.deferred))
-                        self.deferred = []
-                if self.culprit is None:
+                # in quarantine: a suspect alone once all ranges have returned, then the rest
+                ranges, alone = self.triage.next_ranges(len(self.in_flight))
+                if ranges:
+                    self.submit(ranges, alone=alone)
+                if self.triage.open:
                     self.top_up()
-            if self.culprit is not None and not collector.done:
+            culprit = self.triage.blame(collector.done)
+            if culprit is not None:
                 # every index below the culprit is evaluated, the population is incomplete
-                raise self.sampler._task_failed(self.culprit_error, spec, self.culprit, 1,
-                                                collector,
-                                                times=self.killed_alone[self.culprit])
+                raise self.sampler._task_failed(culprit.error, spec, culprit.index, 1,
+                                                collector, times=culprit.times)
         finally:
             # without waiting: ranges still queued are dropped, running ones stop early
             self.outcomes.close()
             if self.in_flight:
                 _in_background(client, client.cancel(list(self.in_flight), asynchronous=True))
-            _run_on_workers(client, payload.finish, self.token)
+            _run_on_workers(client, payload.finish, self.shipped.token)
 
     def handle(self, future, batch, error) -> None:
         """Use one range's outcome: a result, a range to hand out again, or a suspect."""
@@ -471,42 +430,19 @@ class _DaskGeneration:
         if error is not None and not isinstance(error, asyncio.CancelledError):
             if not _is_killed_worker(error):
                 raise error
-            self.killed(start, count, alone, error)
-        elif error is not None or isinstance(batch, (payload.Missing, Paused)):
+            if self.triage.killed(start, count, alone, error):
+                # ranges submitted so far that have not started return unevaluated
+                _run_on_workers(self.client, payload.pause, self.shipped.token, self.epoch)
+                self.epoch += 1
+        elif error is not None or isinstance(batch, (payload.Missing, payload.Paused)):
             # cancelled by someone else (Client.cancel, a reconnect), paused, or on a
             # worker that joined after the broadcast: the range is handed out again
             if isinstance(batch, payload.Missing) and batch.address is not None:
-                _run_on_workers(self.client, payload.install, self.token, self.data,
-                                workers=[batch.address])
-            if self.quarantine and not alone:
-                self.deferred.append((start, count))
-            else:
+                _run_on_workers(self.client, payload.install, self.shipped.token,
+                                self.shipped.data, workers=[batch.address])
+            if not self.triage.defer(start, count, alone):
                 # a range that met a worker without the spec twice takes it along
                 self.submit([(start, count)], with_data=self.attempts[start] > 1, alone=alone)
         else:
             self.collector.add(batch)
             self.policy.observe(batch)
-
-    def killed(self, start: int, count: int, alone: bool, error) -> None:
-        """A range ended in ``KilledWorker``: a suspect, halves of it, or a culprit."""
-        if not alone:  # maybe it only waited on a worker that another range killed
-            heapq.heappush(self.suspects, (start, count))
-            if not self.quarantine:
-                self.quarantine = True
-                logger.info("generation %d: indices %d..%d ended in %r; new ranges wait "
-                            "until the suspects have been evaluated alone",
-                            self.spec.t, start, start + count - 1, error)
-                _run_on_workers(self.client, pause, self.token, self.epoch)
-                self.epoch += 1
-        elif count > 1:  # it kills workers alone: which of its indices does?
-            half = count // 2
-            heapq.heappush(self.suspects, (start, half))
-            heapq.heappush(self.suspects, (start + half, count - half))
-        else:
-            self.killed_alone[start] = self.killed_alone.get(start, 0) + 1
-            if self.killed_alone[start] <= self.retries:
-                heapq.heappush(self.suspects, (start, count))
-            elif self.culprit is None or start < self.culprit:
-                self.culprit, self.culprit_error = start, error
-                logger.info("generation %d: index %d killed workers each time it ran alone",
-                            self.spec.t, start)
