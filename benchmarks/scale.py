@@ -173,13 +173,13 @@ def wait_for_broker_workers(broker, procs, processes: int, threads: int,
 
 
 def timestamp_generations(sampler, model: simcluster.SleepModel) -> list[dict]:
-    """Wrap ``sampler.sample_until_n_accepted``: the k-th call (0 is the calibration
+    """Wrap ``sampler.sample``: the k-th call (0 is the calibration
     sample) is recorded with its start and return time, and the model is tagged ``k``
     before the sampler ships it, so that each logged simulation names its call."""
     calls: list[dict] = []
-    original = sampler.sample_until_n_accepted
+    original = sampler.sample
 
-    def sample_until_n_accepted(*args, **kwargs):
+    def sample(*args, **kwargs):
         model.tag = str(len(calls))
         call = {"start": time.time(), "end": None}
         calls.append(call)
@@ -188,7 +188,7 @@ def timestamp_generations(sampler, model: simcluster.SleepModel) -> list[dict]:
         finally:
             call["end"] = time.time()
 
-    sampler.sample_until_n_accepted = sample_until_n_accepted
+    sampler.sample = sample
     return calls
 
 

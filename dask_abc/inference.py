@@ -26,6 +26,7 @@ from .observers import GenerationObserver, GenerationOutcome, Observers
 from .population import Population
 from .progress import GenerationProgress
 from .random_variables import RV, Distribution
+from .sample import SampleCollector
 from .sampler import Sampler, default_sampler
 from .storage import DatabaseError, History
 from .storage.journal import Journal
@@ -430,11 +431,12 @@ class ABCSMC:
                             "checkpoint", spec.t, sum(b.n_evaluated for b in restored),
                             len(restored))
         observers = self._observers
+        collector = SampleCollector(n, max_eval, restored,
+                                    on_batch=observers.on_batch if len(observers) else None,
+                                    acceptance_rate_hint=acceptance_rate_hint)
         observers.on_start(spec.t, n, spec.eps, restored)
         try:
-            sample = self.sampler.sample_until_n_accepted(
-                n, spec, max_eval, acceptance_rate_hint, restored=restored,
-                on_batch=observers.on_batch if len(observers) else None)
+            sample = self.sampler.sample(spec, collector)
         except BaseException:
             observers.on_end(self._outcome(spec.t, spec.eps, None))
             raise

@@ -18,6 +18,7 @@ import pytest
 from helpers import assert_histories_equal, gaussian_model, gaussian_prior
 
 import dask_abc as abc
+from dask_abc.sample import SampleCollector
 from dask_abc.sampler import (
     ConcurrentFutureSampler,
     MappingSampler,
@@ -169,3 +170,17 @@ def test_a_dask_clients_map(tmp_path):
         history = smc.run(max_nr_populations=3)
     reference = smc_for(gaussian_model, SingleCoreSampler(), tmp_path).run(max_nr_populations=3)
     assert_histories_equal(history, reference)
+
+
+def test_pyabcs_sample_until_n_accepted_is_sample_into_a_new_collector(tmp_path):
+    """pyABC's call shape stays: the same population as ``sample(spec, collector)``."""
+    smc = smc_for(gaussian_model, SingleCoreSampler(), tmp_path, n=300)
+    smc.run(max_nr_populations=1)
+    spec = smc._spec(1, smc.eps(1), smc._population, False)
+    seen = []
+    a = MulticoreEvalParallelSampler(n_procs=2).sample_until_n_accepted(
+        300, spec, acceptance_rate_hint=0.5, on_batch=seen.append)
+    b = SingleCoreSampler().sample(spec, SampleCollector(300))
+    assert a.complete and b.complete and a.n_evaluations == b.n_evaluations
+    assert np.array_equal(a.index, b.index) and np.array_equal(a.theta, b.theta)
+    assert sum(batch.n_evaluated for batch in seen) >= a.n_evaluations

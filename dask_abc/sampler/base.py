@@ -76,8 +76,10 @@ class Sampler:
 
         Examples
         --------
-        >>> from dask_abc.sampler import SingleCoreSampler
-        >>> sample = SingleCoreSampler().sample(spec, SampleCollector(10))  # doctest: +SKIP
+        What :class:`~dask_abc.ABCSMC` does every generation::
+
+            collector = SampleCollector(n, max_eval, restored, on_batch=observers.on_batch)
+            sample = sampler.sample(spec, collector)
         """
         state = np.random.get_state()  # simulations reseed it when they run in this process
         try:
