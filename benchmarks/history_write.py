@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from dask_abc.population import Population
 from dask_abc.storage import History
 from dask_abc.sumstat import SumStatLayout
 
@@ -35,13 +36,13 @@ def main() -> None:
         writes, reads = [], []
         for t in range(args.generations):
             w = rng.uniform(size=n)
-            arrays = dict(index=np.arange(n) * 3, model=np.zeros(n, int),
-                          theta=rng.normal(size=(n, d)), weight=w / w.sum(),
-                          distance=rng.uniform(size=n), sum_stats=rng.normal(size=(n, k)))
+            population = Population(
+                t=t, index=np.arange(n) * 3, model=np.zeros(n, int),
+                theta=rng.normal(size=(n, d)), weight=w / w.sum(), distance=rng.uniform(size=n),
+                sum_stats=rng.normal(size=(n, k)), model_probabilities=np.ones(1),
+                samples=3 * n)
             start = time.perf_counter()
-            history.append_population(t, epsilon=1.0, samples=3 * n, evaluations_performed=3 * n,
-                                      seconds=1.0, ess=n / 2, model_probabilities=np.ones(1),
-                                      **arrays)
+            history.append_population(t, population, epsilon=1.0, seconds=1.0)
             writes.append(time.perf_counter() - start)
             start = time.perf_counter()
             history.get_distribution(0, t)

@@ -21,6 +21,7 @@ from .batch_random import BatchRandom
 from .distance import Distance
 from .model import Model, ModelError
 from .parameters import Parameter
+from .particles import Particles
 from .random_variables import Distribution
 from .reproducibility import draws_from_global_state
 from .sumstat import SumStatError, SumStatLayout
@@ -30,21 +31,14 @@ from .transition import ModelPerturbationKernel, Transition
 MAX_PROPOSAL_ATTEMPTS = 10_000
 
 
-@dataclass
-class BatchResult:
-    """Columnar result of evaluating the index range ``[start, start + n_evaluated)``.
-
-    Accepted evaluations are listed in index order.
-    """
+@dataclass(kw_only=True)
+class BatchResult(Particles):
+    """Columnar result of evaluating the index range ``[start, start + n_evaluated)``:
+    its accepted :class:`~dask_abc.particles.Particles` in index order, weights
+    unnormalised."""
 
     start: int
     n_evaluated: int
-    index: np.ndarray  # accepted indices
-    model: np.ndarray
-    theta: np.ndarray  # (n_accepted, max dim), NaN-padded
-    distance: np.ndarray
-    weight: np.ndarray  # unnormalised importance weights
-    sum_stats: np.ndarray  # (n_accepted, k)
     all_sum_stats: np.ndarray | None = None  # (n_evaluated, k) when recorded
     seconds: float = 0.0
 
@@ -52,25 +46,16 @@ class BatchResult:
     def stop(self) -> int:
         return self.start + self.n_evaluated
 
-    @property
-    def n_accepted(self) -> int:
-        return len(self.index)
-
     @classmethod
     def concat(cls, batches: Sequence[BatchResult]) -> BatchResult:
         """One batch of consecutive batches (each starting where the previous stops)."""
         first = batches[0]
         if len(batches) == 1:
             return first
-
-        def cat(attr):
-            return np.concatenate([getattr(b, attr) for b in batches])
-
         return cls(start=first.start, n_evaluated=sum(b.n_evaluated for b in batches),
-                   index=cat("index"), model=cat("model"), theta=cat("theta"),
-                   distance=cat("distance"), weight=cat("weight"), sum_stats=cat("sum_stats"),
-                   all_sum_stats=None if first.all_sum_stats is None else cat("all_sum_stats"),
-                   seconds=sum(b.seconds for b in batches))
+                   all_sum_stats=None if first.all_sum_stats is None else
+                   np.concatenate([b.all_sum_stats for b in batches]),
+                   seconds=sum(b.seconds for b in batches), **cls.concat_columns(batches))
 
 
 def _categorical(p: np.ndarray, u: np.ndarray) -> np.ndarray:

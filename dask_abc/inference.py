@@ -379,10 +379,7 @@ class ABCSMC:
     def _restore(self, history: History) -> None:
         t = history.max_t
         info = history.get_all_populations().set_index("t")
-        arrays = history.get_population_arrays(t)
-        probs = history.get_model_probabilities(t).iloc[0].to_numpy(dtype=float)
-        self._population = Population(t=t, model_probabilities=probs,
-                                      samples=int(info.loc[t, "samples"]), **arrays)
+        self._population = history.population(t)
         state = history.get_state(t)
         for s in info.index[info.index >= 0]:
             self.eps_values[int(s)] = float(info.loc[s, "epsilon"])
@@ -452,13 +449,6 @@ class ABCSMC:
     def _prepare_epsilon(self, t: int, population: Population) -> None:
         distances = self.distance_function.batch(population.sum_stats, self._x0, t)
         self.eps.update(t, distances, population.weight)
-
-    def _population_from(self, t: int, sample) -> Population:
-        weight = sample.weight / sample.weight.sum()
-        probs = np.bincount(sample.model, weights=weight, minlength=len(self.models))
-        return Population(t=t, index=sample.index, model=sample.model, theta=sample.theta,
-                          weight=weight, distance=sample.distance, sum_stats=sample.sum_stats,
-                          model_probabilities=probs, samples=sample.n_evaluations)
 
     def run(self, minimum_epsilon: float | None = None, max_nr_populations: float = np.inf,
             min_acceptance_rate: float = 0.0, max_total_nr_simulations: float = np.inf,
@@ -575,7 +565,7 @@ class ABCSMC:
             return (f"acceptance rate below {min_acceptance_rate}: {sample.n_accepted}/{n} "
                     f"accepted in {sample.n_evaluations} evaluations of generation {t} "
                     "(generation not stored)")
-        population = self._population_from(t, sample)
+        population = Population.from_sample(t, sample, len(self.models))
         if record_all:
             stats = sample.all_sum_stats
             if len(stats) > self.max_nr_recorded_particles:
@@ -584,13 +574,9 @@ class ABCSMC:
         self._prepare_epsilon(t + 1, population)
         seconds = time.perf_counter() - start
         self.history.append_population(
-            t, epsilon=eps, samples=population.samples,
-            evaluations_performed=sample.evaluations_performed, seconds=seconds,
-            ess=population.ess, index=population.index, model=population.model,
-            theta=population.theta, weight=population.weight, distance=population.distance,
-            sum_stats=population.sum_stats, model_probabilities=population.model_probabilities,
-            state={"distance": self.distance_function.get_state(t),
-                   "next_distance": self.distance_function.get_state(t + 1)})
+            t, population, epsilon=eps, evaluations_performed=sample.evaluations_performed,
+            seconds=seconds, state={"distance": self.distance_function.get_state(t),
+                                    "next_distance": self.distance_function.get_state(t + 1)})
         self._population = population
         probs = ""
         if len(self.models) > 1:

@@ -6,23 +6,44 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .particles import Particles
 
-@dataclass
-class Population:
-    """A completed generation as the next one uses it (and as it is stored)."""
+
+@dataclass(kw_only=True)
+class Population(Particles):
+    """A completed generation: its :class:`~dask_abc.particles.Particles` with weights
+    normalised over the population, the model probabilities and the number of
+    evaluations it took (``samples``).
+
+    Examples
+    --------
+    >>> z = np.zeros(4)
+    >>> p = Population(t=0, index=np.arange(4), model=z.astype(int), theta=z[:, None],
+    ...                distance=z, weight=z + 0.25, sum_stats=z[:, None],
+    ...                model_probabilities=np.ones(1), samples=8)
+    >>> p.ess, p.acceptance_rate
+    (4.0, 0.5)
+    """
 
     t: int
-    index: np.ndarray
-    model: np.ndarray
-    theta: np.ndarray
-    weight: np.ndarray  # normalised over the population
-    distance: np.ndarray
-    sum_stats: np.ndarray
     model_probabilities: np.ndarray
     samples: int
 
+    @classmethod
+    def from_sample(cls, t: int, sample: Particles, n_models: int,
+                    samples: int | None = None) -> Population:
+        """Generation ``t`` of a collector's :class:`~dask_abc.sample.Sample`: weights
+        normalised, model probabilities their sums per model."""
+        weight = sample.weight / sample.weight.sum()
+        probs = np.bincount(sample.model, weights=weight, minlength=n_models)
+        columns = sample.columns()
+        columns["weight"] = weight
+        return cls(t=t, model_probabilities=probs,
+                   samples=sample.n_evaluations if samples is None else samples, **columns)
+
     @property
     def ess(self) -> float:
+        """The effective sample size, 1 / sum of squared normalised weights."""
         return float(1.0 / np.sum(self.weight**2))
 
     @property

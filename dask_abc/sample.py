@@ -17,27 +17,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from .generation import BatchResult
+from .particles import Particles
 from .ranges import pop_consecutive
 
 
-@dataclass
-class Sample:
-    """The population of one generation, in index order."""
+@dataclass(kw_only=True)
+class Sample(Particles):
+    """The population of one generation as the collector determined it: its
+    :class:`~dask_abc.particles.Particles` in index order (weights unnormalised)."""
 
     n_evaluations: int  # n-th accepted index + 1, or max_eval if incomplete
-    index: np.ndarray
-    model: np.ndarray
-    theta: np.ndarray
-    distance: np.ndarray
-    weight: np.ndarray
-    sum_stats: np.ndarray
     all_sum_stats: np.ndarray | None
     complete: bool  # n accepted before max_eval
     evaluations_performed: int  # everything that ran, excess included
-
-    @property
-    def n_accepted(self) -> int:
-        return len(self.index)
 
 
 class SampleCollector:
@@ -170,13 +162,8 @@ class SampleCollector:
         keep = slice(0, n) if complete else np.flatnonzero(b.index < n_eval)
         return Sample(
             n_evaluations=n_eval,
-            index=b.index[keep],
-            model=b.model[keep],
-            theta=b.theta[keep],
-            distance=b.distance[keep],
-            weight=b.weight[keep],
-            sum_stats=b.sum_stats[keep],
             all_sum_stats=None if b.all_sum_stats is None else b.all_sum_stats[:n_eval],
             complete=complete,
             evaluations_performed=self.evaluations_performed,
+            **b.columns(keep),
         )

@@ -3,6 +3,8 @@ and the fixed, STAT and DYN sizes."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import dask
 import numpy as np
 import pytest
@@ -25,7 +27,8 @@ def controller(seconds_per_evaluation: float) -> Auto:
 def batch(start: int, count: int, accepted: int) -> BatchResult:
     idx = np.arange(start, start + accepted)
     z = np.zeros(accepted)
-    return BatchResult(start, count, idx, z.astype(int), z[:, None], z, z + 1, z[:, None])
+    return BatchResult(start=start, n_evaluated=count, index=idx, model=z.astype(int),
+                       theta=z[:, None], distance=z, weight=z + 1, sum_stats=z[:, None])
 
 
 @pytest.mark.parametrize("slots, seconds, longest", [(2, 0.01, 30), (200, 0.1, 10),
@@ -130,10 +133,10 @@ def test_auto_learns_the_speed_with_decay_and_caps_ranges():
     """The time per evaluation is one decaying estimate: the latest batches weigh most.
     A range holds at most max-batch-size indices."""
     c = Auto("dask")
-    c.observe(BatchResult(0, 10, np.arange(0), *[np.zeros(0)] * 5, seconds=10.0))
+    c.observe(dataclasses.replace(batch(0, 10, 0), seconds=10.0))
     assert c.speed.seconds_per_evaluation == pytest.approx(1.0)
     for k in range(60):
-        c.observe(BatchResult(10 + k, 10, np.arange(0), *[np.zeros(0)] * 5, seconds=0.1))
+        c.observe(dataclasses.replace(batch(10 + k, 10, 0), seconds=0.1))
     assert c.speed.seconds_per_evaluation == pytest.approx(0.01, rel=0.05)
     with dask.config.set({**SETTINGS, "abc.dask.max-batch-size": 5}):
         ranges = c.ranges(SampleCollector(1000, acceptance_rate_hint=0.5), 0, 0, 4, slots=2)

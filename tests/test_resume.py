@@ -321,8 +321,9 @@ def test_lock_of_a_master_on_another_host(tmp_path, monkeypatch):
 def batch(start, n, accepted=()):
     idx = np.asarray(accepted, dtype=np.int64)
     k = len(idx)
-    return BatchResult(start, n, idx, np.zeros(k, int), np.ones((k, 1)), np.zeros(k),
-                       np.ones(k), np.ones((k, 2)))
+    return BatchResult(start=start, n_evaluated=n, index=idx, model=np.zeros(k, int),
+                       theta=np.ones((k, 1)), distance=np.zeros(k), weight=np.ones(k),
+                       sum_stats=np.ones((k, 2)))
 
 
 def test_collector_skips_restored_ranges():

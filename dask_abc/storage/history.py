@@ -157,6 +157,7 @@ class History:
     get_state = _Delegated("_reader", Reader)
     get_calibration_arrays = _Delegated("_reader", Reader)
     get_population_arrays = _Delegated("_reader", Reader)
+    population = _Delegated("_reader", Reader)
     get_distribution = _Delegated("_reader", Reader)
     get_model_probabilities = _Delegated("_reader", Reader)
     alive_models = _Delegated("_reader", Reader)

@@ -82,8 +82,9 @@ def merge_consecutive(batches: list[BatchResult]) -> list[BatchResult]:
     >>> import numpy as np
     >>> def empty(start, n):
     ...     z = np.zeros(0)
-    ...     return BatchResult(start, n, z.astype(int), z.astype(int), z.reshape(0, 1), z, z,
-    ...                        z.reshape(0, 1))
+    ...     return BatchResult(start=start, n_evaluated=n, index=z.astype(int),
+    ...                        model=z.astype(int), theta=z.reshape(0, 1), distance=z,
+    ...                        weight=z, sum_stats=z.reshape(0, 1))
     >>> [(b.start, b.stop) for b in merge_consecutive([empty(5, 5), empty(0, 5), empty(20, 1)])]
     [(0, 10), (20, 21)]
     """

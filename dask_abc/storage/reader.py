@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from ..population import Population
 from .errors import DatabaseError
 from .runs import Runs
 from .schema import PRE_TIME, from_blob
@@ -112,6 +113,17 @@ class Reader:
         return {"index": rows[:, 0].astype(np.int64), "model": rows[:, 1].astype(int),
                 "weight": rows[:, 2], "distance": rows[:, 3],
                 "theta": theta, "sum_stats": sum_stats}
+
+    def population(self, t: int | None = None) -> Population:
+        """Generation ``t`` (default the last) as the
+        :class:`~dask_abc.population.Population` it was stored from."""
+        t = self.generation(t)
+        samples, = self.runs.conn.execute(
+            "SELECT samples FROM populations WHERE abc_id=? AND t=?",
+            (self.runs.id, t)).fetchone()
+        probabilities = self.get_model_probabilities(t).iloc[0].to_numpy(dtype=float)
+        return Population(t=t, model_probabilities=probabilities, samples=int(samples),
+                          **self.get_population_arrays(t))
 
     def get_distribution(self, m: int = 0, t: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
         """Parameters of model ``m`` in generation ``t`` (default last) and their weights,

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from ..population import Population
 from . import journal
 from .lock import RunLock
 from .runs import Runs
@@ -66,27 +67,29 @@ class Writer:
                 _insert(conn, "population_arrays", replace=True, abc_id=abc_id, t=PRE_TIME,
                         theta=to_blob(theta), sum_stats=to_blob(sum_stats))
 
-    def append_population(self, t: int, *, epsilon: float, samples: int,
-                          evaluations_performed: int, seconds: float, ess: float,
-                          index: np.ndarray, model: np.ndarray, theta: np.ndarray,
-                          weight: np.ndarray, distance: np.ndarray, sum_stats: np.ndarray,
-                          model_probabilities: np.ndarray, state: Mapping | None = None) -> None:
-        """Write generation ``t`` in one transaction (the calibration's streamed ranges are
-        deleted too)."""
+    def append_population(self, t: int, population: Population, *, epsilon: float,
+                          evaluations_performed: int | None = None, seconds: float = 0.0,
+                          state: Mapping | None = None) -> None:
+        """Write generation ``t`` (its :class:`~dask_abc.population.Population`) in one
+        transaction; the calibration's streamed ranges are deleted too."""
+        index = population.index
         with self._generation(t, earlier=True) as (conn, abc_id):
             _insert(conn, "populations", abc_id=abc_id, t=t, epsilon=float(epsilon),
-                    samples=int(samples), evaluations_performed=int(evaluations_performed),
-                    population_end_time=now(), seconds=float(seconds), ess=float(ess),
-                    acceptance_rate=len(index) / samples, state=json.dumps(state or {}))
+                    samples=int(population.samples),
+                    evaluations_performed=int(population.samples if evaluations_performed
+                                              is None else evaluations_performed),
+                    population_end_time=now(), seconds=float(seconds), ess=population.ess,
+                    acceptance_rate=population.acceptance_rate, state=json.dumps(state or {}))
             conn.executemany(
                 "INSERT INTO model_probabilities VALUES (?, ?, ?, ?)",
-                [(abc_id, t, m, float(p)) for m, p in enumerate(model_probabilities)])
+                [(abc_id, t, m, float(p)) for m, p in enumerate(population.model_probabilities)])
             conn.executemany(
                 "INSERT INTO particles VALUES (?, ?, ?, ?, ?, ?)",
-                zip([abc_id] * len(index), [t] * len(index), index.tolist(), model.tolist(),
-                    weight.tolist(), distance.tolist()))
-            _insert(conn, "population_arrays", abc_id=abc_id, t=t, theta=to_blob(theta),
-                    sum_stats=to_blob(sum_stats))
+                zip([abc_id] * len(index), [t] * len(index), index.tolist(),
+                    population.model.tolist(), population.weight.tolist(),
+                    population.distance.tolist()))
+            _insert(conn, "population_arrays", abc_id=abc_id, t=t,
+                    theta=to_blob(population.theta), sum_stats=to_blob(population.sum_stats))
 
 
 def _insert(conn: sqlite3.Connection, table: str, replace: bool = False, **values) -> None:
