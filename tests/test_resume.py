@@ -506,8 +506,9 @@ def test_from_history_rebuilds_the_run_from_its_stored_setup(reference, tmp_path
     sampler = SingleCoreSampler()
     smc = abc.ABCSMC.from_history(db, 1, sampler=sampler)
     assert smc.sampler is sampler and smc.seed == resume_models.SEED
-    stored = smc.models[0].sample_function  # as stored, not the flaky one (a copy when
-    assert not isinstance(stored, FlakyModel)  # resume_master pickles the module by value)
+    # as stored, not the flaky one; by name: resume_master pickles the module by value
+    stored = smc.models[0].sample_function
+    assert not isinstance(stored, FlakyModel)
     assert (stored.__module__, stored.__qualname__) == ("resume_models", "model")
     assert smc.history.max_t < resume_models.GENERATIONS - 1
     history = smc.run(**resume_models.RUN)
