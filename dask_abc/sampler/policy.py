@@ -137,8 +137,11 @@ class Dynamic(FixedSize):
 
     Examples
     --------
+    Two free slots get one index each, from index 5 on:
+
     >>> from dask_abc.sample import SampleCollector
-    >>> Dynamic().ranges(SampleCollector(10), 5, in_flight=0, window=2)
+    >>> policy, collector = Dynamic(), SampleCollector(n=10)
+    >>> policy.ranges(collector, handed_out=5, in_flight=0, window=2)
     [(5, 1), (6, 1)]
     """
 
