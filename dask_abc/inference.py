@@ -472,7 +472,7 @@ class ABCSMC:
         evaluations, rate; a widget in Jupyter), which keeps the generation's
         summary line when it completes. Any :class:`~dask_abc.GenerationObserver` in
         the list ``self.observers`` hears every generation's start, returned ranges
-        and end, as the checkpoint journal, the progress bars and the dashboard do.
+        and end, as the checkpoint journal and the progress bars do.
 
         Only one process runs a run at a time (:class:`~dask_abc.RunLockedError`
         names the other). Results are streamed to the database as they return
