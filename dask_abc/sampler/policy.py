@@ -8,6 +8,8 @@ and holds one :class:`RangePolicy` (``sampler.policy``) that decides them:
 - :class:`Dynamic`: DYN, one index per range (``batch_size="dynamic"``).
 - :class:`Static`: STAT, the evaluations still expected split into shares
   over the slots (``batch_size="static"``).
+- :class:`Chunks`: one range at a time in the calling process, as long as
+  ``abc.single-core.chunk-seconds`` (``SingleCoreSampler``).
 - :class:`Auto`: between the two, from the measured time per evaluation and
   the acceptance rate (``batch_size="auto"``; settings ``abc.<section>.*``).
 
@@ -194,6 +196,43 @@ class Static(RangePolicy):
 
     def __repr__(self) -> str:
         return "Static()" if self.guided else "Static(guided=False)"
+
+
+class Chunks(RangePolicy):
+    """One range at a time in the calling process (:class:`~dask_abc.sampler.SingleCoreSampler`):
+    first one index, to time the model; then as many as last
+    ``abc.single-core.chunk-seconds``, at most ``abc.single-core.chunk`` (a chunk is
+    the unit of a checkpoint: a killed run repeats at most one). Vectorised models
+    (``vectorized = True``, set by the sampler per generation) get the evaluations
+    expected to complete the population, between ``chunk`` and
+    ``abc.single-core.vectorized-chunk``.
+
+    Examples
+    --------
+    >>> from dask_abc.sample import SampleCollector
+    >>> Chunks().ranges(SampleCollector(10), handed_out=0, in_flight=0, window=1)
+    [(0, 1)]
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.vectorized = False
+
+    def ranges(self, collector, handed_out, in_flight=0, window=1, slots=1):
+        return self._cut(collector, handed_out, lambda _: self.size(collector),
+                         lambda k, _: in_flight + k < window)
+
+    def size(self, collector: SampleCollector) -> int:
+        """The next chunk's number of indices."""
+        chunk = int(config.get("single-core.chunk"))
+        if self.vectorized:
+            return min(max(collector.evaluations_still_needed, chunk),
+                       int(config.get("single-core.vectorized-chunk")))
+        per_eval = self.speed.seconds_per_evaluation
+        if per_eval is None:
+            return 1
+        seconds = float(config.get("single-core.chunk-seconds"))
+        return max(1, min(chunk, int(seconds / max(per_eval, 1e-9))))
 
 
 class Auto(RangePolicy):

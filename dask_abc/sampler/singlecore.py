@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .. import config
 from ..generation import GenerationSpec
 from ..sample import SampleCollector
 from .base import Sampler
+from .policy import Chunks
 
 
 class SingleCoreSampler(Sampler):
@@ -21,20 +21,20 @@ class SingleCoreSampler(Sampler):
 
     Examples
     --------
-    >>> sampler = SingleCoreSampler()
+    >>> SingleCoreSampler().policy
+    Chunks()
     """
 
+    def __init__(self, check_max_eval: bool = False):
+        super().__init__(check_max_eval)
+        self.policy = Chunks()
+
     def _run(self, spec: GenerationSpec, collector: SampleCollector) -> None:
-        chunk = int(config.get("single-core.chunk"))
-        vectorized_chunk = int(config.get("single-core.vectorized-chunk"))
-        chunk_seconds = float(config.get("single-core.chunk-seconds"))
-        start, count = 0, 1  # one evaluation first, to time the model
+        self.policy.vectorized = spec.any_vectorized
+        handed_out = 0
         while not collector.done:
-            if spec.any_vectorized:
-                count = min(max(collector.evaluations_still_needed, chunk), vectorized_chunk)
-            start, count = collector.fit_range(start, count)
+            (start, count), = self.policy.ranges(collector, handed_out, in_flight=0, window=1)
             batch = spec.evaluate(start, count, needed=collector.n - collector.n_accepted)
             collector.add(batch)
-            start = batch.stop
-            per_eval = batch.seconds / max(batch.n_evaluated, 1)
-            count = max(1, min(chunk, int(chunk_seconds / max(per_eval, 1e-9))))
+            self.policy.observe(batch)
+            handed_out = batch.stop
