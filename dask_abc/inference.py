@@ -216,6 +216,11 @@ class ABCSMC:
             return db
         return History(db)
 
+    @staticmethod
+    def _open_existing(db, abc_id: int | None) -> History:
+        """``db`` if it is a History, else run ``abc_id`` of the existing database ``db``."""
+        return db if isinstance(db, History) else History(db, abc_id=abc_id, create=False)
+
     def new(self, db, observed_sum_stat: Mapping | None = None, *, gt_model: int | None = None,
             gt_par: Mapping | None = None, meta_info: Mapping | None = None) -> History:
         """Start a new run in the database ``db`` with the observed data.
@@ -255,8 +260,7 @@ class ABCSMC:
         it, unless ``ignore_setup_changes`` (then the new setup is stored and
         used from here on).
         """
-        history = History(db, abc_id=abc_id, create=False) if not isinstance(db, History) \
-            else db
+        history = self._open_existing(db, abc_id)
         return self._load(history, observed_sum_stat,
                           "ignore" if ignore_setup_changes else "check")
 
@@ -303,7 +307,7 @@ class ABCSMC:
         >>> again.run(max_nr_populations=1).n_populations
         2
         """
-        history = db if isinstance(db, History) else History(db, abc_id=abc_id, create=False)
+        history = cls._open_existing(db, abc_id)
         try:
             smc = cls(**history.load_setup(), sampler=sampler)
             smc._load(history, setup="trust")  # built from the stored setup
@@ -378,14 +382,15 @@ class ABCSMC:
 
     def _restore(self, history: History) -> None:
         t = history.max_t
-        info = history.get_all_populations().set_index("t")
         self._population = history.population(t)
-        state = history.get_state(t)
-        for s in info.index[info.index >= 0]:
-            self.eps_values[int(s)] = float(info.loc[s, "epsilon"])
-            self.eps.restore(int(s), self.eps_values[int(s)])
-            self.distance_function.set_state(int(s), history.get_state(int(s)).get("distance"))
-        self.distance_function.set_state(t + 1, state.get("next_distance"))
+        info = history.get_generation_info()
+        states = {}
+        for s, eps in zip(info["t"].astype(int), info["epsilon"].astype(float)):
+            self.eps_values[s] = eps
+            self.eps.restore(s, eps)
+            states[s] = history.get_state(s)
+            self.distance_function.set_state(s, states[s].get("distance"))
+        self.distance_function.set_state(t + 1, states[t].get("next_distance"))
         self._prepare_epsilon(t + 1, self._population)
 
     # -- the loop ------------------------------------------------------------------

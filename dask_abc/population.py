@@ -30,16 +30,14 @@ class Population(Particles):
     samples: int
 
     @classmethod
-    def from_sample(cls, t: int, sample: Particles, n_models: int,
-                    samples: int | None = None) -> Population:
+    def from_sample(cls, t: int, sample: Particles, n_models: int) -> Population:
         """Generation ``t`` of a collector's :class:`~dask_abc.sample.Sample`: weights
         normalised, model probabilities their sums per model."""
         weight = sample.weight / sample.weight.sum()
         probs = np.bincount(sample.model, weights=weight, minlength=n_models)
         columns = sample.columns()
         columns["weight"] = weight
-        return cls(t=t, model_probabilities=probs,
-                   samples=sample.n_evaluations if samples is None else samples, **columns)
+        return cls(t=t, model_probabilities=probs, samples=sample.n_evaluations, **columns)
 
     @property
     def ess(self) -> float:
@@ -48,4 +46,4 @@ class Population(Particles):
 
     @property
     def acceptance_rate(self) -> float:
-        return len(self.index) / self.samples
+        return self.n_accepted / self.samples

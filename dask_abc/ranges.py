@@ -2,9 +2,10 @@
 
 An item covers the index range ``[start, stop)``. Items are consecutive when
 each starts where the previous one stops; the contiguous prefix of a
-generation is the run that starts at index 0. :func:`pop_consecutive` is the
-one place that follows such a run; the sample collector, the checkpoint
-journal and the monitoring of a running generation all use it.
+generation is the run that starts at index 0. The sample collector (its
+prefix), the checkpoint journal (merged writes) and the monitoring of a running
+generation follow runs through :func:`pop_consecutive` and
+:func:`consecutive_runs`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 
-from .errors import BrokerBusy, BrokerError
 from .state import BrokerState
 
 
@@ -187,4 +186,4 @@ class LocalBroker(Broker):
             return ranges
 
 
-__all__ = ["Broker", "BrokerBusy", "BrokerError", "LocalBroker"]
+__all__ = ["Broker", "LocalBroker"]

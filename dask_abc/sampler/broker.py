@@ -92,7 +92,7 @@ class BrokerSampler(Sampler):
         broker = self.broker
         ttl = float(config.get("broker.master-ttl"))
         self._acquire(broker, ttl)
-        shipped = payload.SpecPayload(spec)
+        shipped = payload.SpecPayload(spec, keep=False)  # only workers evaluate
         token = shipped.token
         broker.start_generation(token, spec.t, collector.n, shipped.data, spec.eps)
         outstanding: dict[int, int] = {}  # start -> count, queued or leased

@@ -17,7 +17,7 @@ from .base import Sampler, SamplerError, nr_cores_available
 from .elastic import ElasticCluster
 from .policy import Auto, RangePolicy, policy_for
 from .range_key import RangeKey
-from .triage import KilledWorkerTriage
+from .triage import Culprit, KilledWorkerTriage
 
 logger = logging.getLogger("dask_abc")
 
@@ -305,23 +305,15 @@ class DaskDistributedSampler(Sampler):
         _DaskGeneration(self, client, spec, collector).run()
 
     @staticmethod
-    def _task_failed(error, spec: GenerationSpec, start: int, count: int, collector,
-                     times: int = 1):
-        if not _is_killed_worker(error):
-            return error
-        shown = int(config.get("dask.report-parameters"))
-        idx = np.arange(start, start + min(count, shown))
-        m, theta = spec.propose(idx)
-        pars = [f"{int(i)}: model {spec.models[int(j)].name!r} {dict(spec.parameter(j, row))}"
-                for i, j, row in zip(idx, m, theta)]
-        more = f" (first {shown} of {count})" if count > shown else ""
-        where = f"index {start}" if count == 1 else f"indices {start}..{start + count - 1}"
+    def _task_failed(culprit: Culprit, spec: GenerationSpec, collector) -> SamplerError:
+        """The error naming the index (and its parameter) that kills workers."""
+        (j,), theta = spec.propose(np.array([culprit.index]))
+        parameter = f"model {spec.models[int(j)].name!r} {dict(spec.parameter(j, theta[0]))}"
         return SamplerError(
-            f"DaskDistributedSampler: evaluating {where} of generation {spec.t} killed workers "
-            f"whenever it ran alone ({times}x, {error}); the simulator probably crashes for "
-            f"{'this parameter' if count == 1 else 'one of these parameters'}{more}:\n  "
-            + "\n  ".join(pars)
-            + f"\ngeneration incomplete at {collector.n_accepted}/{collector.n} accepted")
+            f"DaskDistributedSampler: evaluating index {culprit.index} of generation {spec.t} "
+            f"killed workers whenever it ran alone ({culprit.times}x, {culprit.error}); the "
+            f"simulator probably crashes for this parameter:\n  {culprit.index}: {parameter}"
+            f"\ngeneration incomplete at {collector.n_accepted}/{collector.n} accepted")
 
     def stop(self) -> None:
         """Close the embedded cluster, if this sampler started one."""
@@ -347,7 +339,7 @@ class _DaskGeneration:
         self.sampler, self.client, self.spec = sampler, client, spec
         self.collector = collector
         self.policy = sampler.policy
-        self.shipped = payload.SpecPayload(spec)
+        self.shipped = payload.SpecPayload(spec, keep=False)  # only workers evaluate
         self.outcomes = _Outcomes(client)
         self.in_flight: dict = {}  # future -> (start, count, evaluated alone)
         self.finished: set = set()  # futures in flight whose task is done (result on its way)
@@ -414,8 +406,7 @@ class _DaskGeneration:
             culprit = self.triage.blame(collector.done)
             if culprit is not None:
                 # every index below the culprit is evaluated, the population is incomplete
-                raise self.sampler._task_failed(culprit.error, spec, culprit.index, 1,
-                                                collector, times=culprit.times)
+                raise self.sampler._task_failed(culprit, spec, collector)
         finally:
             # without waiting: ranges still queued are dropped, running ones stop early
             self.outcomes.close()

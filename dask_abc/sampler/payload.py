@@ -138,8 +138,8 @@ GENERATIONS = WorkerGenerations()
 
 
 class SpecPayload:
-    """A spec pickled once, with a token that names it; this process keeps the spec too
-    (threads and a builtin ``map`` reuse it).
+    """A spec pickled once, with a token that names it; with ``keep`` this process keeps
+    the spec too (threads and a builtin ``map`` in this process reuse it).
 
     Examples
     --------
@@ -147,10 +147,11 @@ class SpecPayload:
     travel to the workers, or ``shipped.task(start, count)`` per range.
     """
 
-    def __init__(self, spec: GenerationSpec):
+    def __init__(self, spec: GenerationSpec, keep: bool = True):
         self.token = uuid.uuid4().hex
         self.data = cloudpickle.dumps(spec)
-        GENERATIONS.keep(self.token, spec)
+        if keep:
+            GENERATIONS.keep(self.token, spec)
 
     def task(self, start: int, count: int, with_data: bool = True) -> tuple:
         """Arguments of :func:`evaluate_packed` for one range."""

@@ -67,11 +67,10 @@ def read_ranges(conn: sqlite3.Connection, abc_id: int, t: int) -> list[tuple[int
         "ORDER BY start", (abc_id, t)).fetchall()
 
 
-def discard(conn: sqlite3.Connection, abc_id: int, t: int, earlier: bool = False) -> None:
-    """Delete the stored ranges of generation ``t`` (and of all ``earlier`` ones): they
-    are done with once the generation is committed."""
-    conn.execute(f"DELETE FROM partial_batches WHERE abc_id=? AND t{'<=' if earlier else '='}?",
-                 (abc_id, t))
+def discard(conn: sqlite3.Connection, abc_id: int, t: int) -> None:
+    """Delete the stored ranges of generation ``t`` and of earlier ones (the calibration's):
+    they are done with once the generation is committed."""
+    conn.execute("DELETE FROM partial_batches WHERE abc_id=? AND t<=?", (abc_id, t))
 
 
 def merge_consecutive(batches: list[BatchResult]) -> list[BatchResult]:

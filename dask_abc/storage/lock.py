@@ -65,14 +65,14 @@ class RunLock:
 
     def refresh(self, conn: sqlite3.Connection | None = None) -> None:
         """Renew this master's heartbeat (on ``conn``, e.g. the journal's)."""
-        host, pid, _ = _process_identity()
+        host, pid = socket.gethostname(), os.getpid()  # no psutil call per heartbeat
         (conn or self.runs.conn).execute(
             "UPDATE run_locks SET heartbeat=? WHERE abc_id=? AND host=? AND pid=?",
             (time.time(), self.runs.id, host, pid))
 
     def release(self) -> None:
         """Give the run up (if this process holds it)."""
-        host, pid, _ = _process_identity()
+        host, pid = socket.gethostname(), os.getpid()
         self.runs.conn.execute("DELETE FROM run_locks WHERE abc_id=? AND host=? AND pid=?",
                                (self.runs.id, host, pid))
 

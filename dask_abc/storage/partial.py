@@ -13,6 +13,7 @@ from operator import itemgetter
 import numpy as np
 import pandas as pd
 
+from ..particles import Particles
 from ..ranges import consecutive_runs
 from . import journal
 from .reader import Reader, parameter_columns
@@ -65,16 +66,15 @@ class PartialGeneration:
         one), for monitoring: index ``id``; columns m, w (unnormalised weight), distance
         and ``par_<name>``. The population itself is the first n of them by index."""
         t = self._t(t)
-        batches = journal.merge_consecutive(journal.read_batches(self.runs.conn, self.runs.id, t))
+        batches = journal.read_batches(self.runs.conn, self.runs.id, t)  # by start
         names = self.runs.parameter_names
-
-        def column(attr: str, empty: np.ndarray) -> np.ndarray:
-            return np.concatenate([getattr(b, attr) for b in batches]) if batches else empty
-
-        model = column("model", np.zeros(0, int))
-        theta = column("theta", np.zeros((0, max(len(n) for n in names))))
-        frame = {"m": model, "w": column("weight", np.zeros(0)),
-                 "distance": column("distance", np.zeros(0))}
-        for name, col in parameter_columns(names, model, theta).items():
+        if batches:
+            columns = Particles.concat_columns(batches)
+        else:
+            columns = {"index": np.zeros(0, int), "model": np.zeros(0, int),
+                       "theta": np.zeros((0, max(len(n) for n in names))),
+                       "weight": np.zeros(0), "distance": np.zeros(0)}
+        frame = {"m": columns["model"], "w": columns["weight"], "distance": columns["distance"]}
+        for name, col in parameter_columns(names, columns["model"], columns["theta"]).items():
             frame[f"par_{name}"] = col
-        return pd.DataFrame(frame, index=pd.Index(column("index", np.zeros(0, int)), name="id"))
+        return pd.DataFrame(frame, index=pd.Index(columns["index"], name="id"))

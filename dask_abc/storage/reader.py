@@ -105,7 +105,9 @@ class Reader:
     def get_population_arrays(self, t: int | None = None) -> dict[str, np.ndarray]:
         """Generation ``t`` as arrays in index order: index, model, theta, weight, distance,
         sum_stats; weights are normalised over the whole population."""
-        t = self.generation(t)
+        return self._population_arrays(self.generation(t))
+
+    def _population_arrays(self, t: int) -> dict[str, np.ndarray]:
         rows = np.array(self.runs.conn.execute(
             "SELECT idx, m, weight, distance FROM particles WHERE abc_id=? AND t=? ORDER BY idx",
             (self.runs.id, t)).fetchall(), dtype=float).reshape(-1, 4)
@@ -118,12 +120,15 @@ class Reader:
         """Generation ``t`` (default the last) as the
         :class:`~dask_abc.population.Population` it was stored from."""
         t = self.generation(t)
-        samples, = self.runs.conn.execute(
-            "SELECT samples FROM populations WHERE abc_id=? AND t=?",
-            (self.runs.id, t)).fetchone()
-        probabilities = self.get_model_probabilities(t).iloc[0].to_numpy(dtype=float)
+        conn, abc_id = self.runs.conn, self.runs.id
+        samples, = conn.execute("SELECT samples FROM populations WHERE abc_id=? AND t=?",
+                                (abc_id, t)).fetchone()
+        probabilities = np.zeros(len(self.runs.model_names))
+        for m, p in conn.execute("SELECT m, p FROM model_probabilities WHERE abc_id=? AND t=?",
+                                 (abc_id, t)):
+            probabilities[m] = p
         return Population(t=t, model_probabilities=probabilities, samples=int(samples),
-                          **self.get_population_arrays(t))
+                          **self._population_arrays(t))
 
     def get_distribution(self, m: int = 0, t: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
         """Parameters of model ``m`` in generation ``t`` (default last) and their weights,

@@ -42,13 +42,13 @@ class Writer:
         self.lock = lock
 
     @contextmanager
-    def _generation(self, t: int, earlier: bool = False):
+    def _generation(self, t: int):
         """The transaction writing generation ``t``: it also deletes the ranges the
-        journal streamed of ``t`` (and of ``earlier`` generations) and renews the lock."""
+        journal streamed of ``t`` and earlier generations, and renews the lock."""
         conn, abc_id = self.runs.conn, self.runs.id
         with transaction(conn):
             yield conn, abc_id
-            journal.discard(conn, abc_id, t, earlier)
+            journal.discard(conn, abc_id, t)
             self.lock.refresh()
 
     def store_calibration(self, samples: int, seconds: float, theta: np.ndarray | None = None,
@@ -73,7 +73,7 @@ class Writer:
         """Write generation ``t`` (its :class:`~dask_abc.population.Population`) in one
         transaction; the calibration's streamed ranges are deleted too."""
         index = population.index
-        with self._generation(t, earlier=True) as (conn, abc_id):
+        with self._generation(t) as (conn, abc_id):
             _insert(conn, "populations", abc_id=abc_id, t=t, epsilon=float(epsilon),
                     samples=int(population.samples),
                     evaluations_performed=int(population.samples if evaluations_performed
