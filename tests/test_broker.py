@@ -155,30 +155,46 @@ def test_no_workers_is_a_clear_error(tmp_path):
         smc.run(max_nr_populations=1)
 
 
-def test_a_coordinator_that_loses_its_state_ends_the_run(tmp_path):
-    broker = LocalBroker()
+def replace_coordinator_in_generation_2(broker: LocalBroker, new_owner: str | None = None):
+    """Like a restarted Redis or a new actor: an empty state, once generation 2 runs on
+    the coordinator (and held by ``new_owner`` if given)."""
+    while True:
+        with broker._changed:
+            if broker.state.t == 2 and broker.state.token is not None:
+                broker.state = BrokerState()
+                if new_owner is not None:
+                    broker.state.acquire(new_owner, 600)
+                broker._changed.notify_all()
+                return
+        time.sleep(0.002)
+
+
+def run_with_saboteur(broker, db, saboteur):
     worker = BrokerWorker(broker, runtime=60)
-    thread = threading.Thread(target=worker.run)
-    db = tmp_path / "lost.db"
-
-    def restart_coordinator():  # like an actor recomputed on another worker
-        while True:  # once generation 2 runs on the coordinator
-            with broker._changed:
-                if broker.state.t == 2 and broker.state.token is not None:
-                    broker.state = BrokerState()
-                    return
-            time.sleep(0.002)
-
-    saboteur = threading.Thread(target=restart_coordinator)
-    thread.start()
-    saboteur.start()
+    threads = [threading.Thread(target=worker.run), threading.Thread(target=saboteur)]
+    for thread in threads:
+        thread.start()
     try:
-        with pytest.raises(SamplerError, match="coordinator lost generation 2"):
-            smc_for(ThreadBrokerSampler(broker), db).run(max_nr_populations=GENERATIONS)
+        return smc_for(ThreadBrokerSampler(broker), db).run(max_nr_populations=GENERATIONS)
     finally:
-        saboteur.join()
+        threads[1].join()
         worker.interrupt()
-        thread.join()
+        threads[0].join()
+
+
+def test_a_coordinator_that_loses_its_state_is_seeded_again(reference, tmp_path, caplog):
+    broker = LocalBroker()
+    history = run_with_saboteur(broker, tmp_path / "lost.db",
+                                lambda: replace_coordinator_in_generation_2(broker))
+    assert_histories_equal(history, reference)
+    assert "generation 2: the coordinator forgot it" in caplog.text
+
+
+def test_a_coordinator_taken_by_another_master_ends_the_run(tmp_path):
+    broker, db = LocalBroker(), tmp_path / "taken.db"
+    with pytest.raises(SamplerError, match="lost generation 2 to another master .intruder"):
+        run_with_saboteur(broker, db,
+                          lambda: replace_coordinator_in_generation_2(broker, "intruder"))
     with abc.History(f"sqlite:///{db}", create=False) as history:
         assert history.n_populations == 2  # the completed generations stay
 
@@ -233,25 +249,30 @@ def dask_backend():
         yield client
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    """A real redis-server on loopback with a password."""
+def start_redis(port: int, directory, *options: str) -> subprocess.Popen:
+    """A real, empty redis-server on loopback, answering."""
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed (ci/test.sh installs it as root)")
-    port = free_port()
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--requirepass", "s3cret",
-                             "--dir", str(tmp_path_factory.mktemp("redis"))],
-                            stdout=subprocess.DEVNULL)
+                             "--save", "", "--appendonly", "no", "--dir", str(directory),
+                             *options], stdout=subprocess.DEVNULL)
     deadline = time.time() + 30
     while True:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
+                return proc
         except OSError:
             if time.time() > deadline:
+                proc.kill()
                 raise
             time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    """A real redis-server on loopback with a password."""
+    port = free_port()
+    proc = start_redis(port, tmp_path_factory.mktemp("redis"), "--requirepass", "s3cret")
     yield port
     proc.terminate()
     proc.wait(timeout=30)
@@ -388,6 +409,107 @@ def test_a_late_worker_joins_and_a_short_runtime_worker_leaves(backend, referenc
     assert short_code == 0 and "exits after" in workers.log(short)
     assert time.monotonic() - started > 5  # the short worker left in the middle of the run
     assert "generation" in workers.log(late["proc"])  # the late worker contributed
+
+
+# -- the coordinator is disposable --------------------------------------------------
+
+
+def sigterm_and_time_exits(workers: Workers) -> list[float]:
+    """SIGTERM every worker at once; the seconds each takes to exit."""
+    started = time.monotonic()
+    for proc in workers.procs:
+        proc.send_signal(signal.SIGTERM)
+    seconds = []
+    for proc in workers.procs:
+        proc.wait(timeout=60)
+        seconds.append(time.monotonic() - started)
+    return seconds
+
+
+def in_generation_2(db, action):
+    """A thread that runs ``action`` early in generation 2 of the run storing to ``db``."""
+    def wait_and_act():
+        while max_t_of(db) < 1:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        action()
+
+    return threading.Thread(target=wait_and_act)
+
+
+def test_the_actor_coordinator_host_killed_mid_generation(reference, tmp_path):
+    """SIGKILL of the Dask worker hosting the actor (a job at its walltime): the master
+    plants its generation on a new actor, the workers find it, the History is
+    identical. With the coordinator gone for good, workers still exit on SIGTERM."""
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        sampler = ActorEvalParallelSampler(client, name="disposable")
+        workers = Workers(["--scheduler", client.scheduler.address, "--name", "disposable"],
+                          tmp_path)
+        workers.start()
+        workers.start()
+        db = tmp_path / "a.db"
+        killed = []
+
+        def kill_coordinator_host():
+            (host,) = client.who_has(sampler.broker._future)[sampler.broker._future.key]
+            os.kill(client.run(os.getpid)[host], signal.SIGKILL)
+            killed.append(host)
+
+        killer = in_generation_2(db, kill_coordinator_host)
+        killer.start()
+        try:
+            history = smc_for(sampler, db).run(max_nr_populations=GENERATIONS)
+            killer.join()
+            kill_coordinator_host()  # no master plants a new one now
+            time.sleep(1.0)
+        finally:
+            seconds = sigterm_and_time_exits(workers)
+        assert_histories_equal(history, reference)
+        assert len(killed) == 2
+        assert max(seconds) < 10, seconds
+        for proc in workers.procs:
+            assert "the coordinator answers again" in workers.log(proc)
+
+
+def test_redis_restarted_empty_mid_generation(reference, tmp_path, caplog):
+    """redis-server killed and started again, empty, on the same port in generation 2:
+    the master plants its generation again, the History is identical. With the server
+    down for good, workers still exit on SIGTERM."""
+    port = free_port()
+    server = start_redis(port, tmp_path)
+    workers = Workers(["--redis-host", "127.0.0.1", "--redis-port", str(port)], tmp_path)
+    workers.start()
+    workers.start()
+    db = tmp_path / "r.db"
+
+    def restart_empty():
+        nonlocal server
+        server.kill()
+        server.wait()
+        time.sleep(1.5)  # down long enough for every call to fail
+        server = start_redis(port, tmp_path)
+
+    restarter = in_generation_2(db, restart_empty)
+    restarter.start()
+    try:
+        history = smc_for(RedisEvalParallelSampler("127.0.0.1", port), db).run(
+            max_nr_populations=GENERATIONS)
+        restarter.join()
+        server.kill()
+        server.wait()
+        time.sleep(1.0)
+        seconds = sigterm_and_time_exits(workers)
+    finally:
+        workers.stop_all()
+        server.kill()
+        server.wait()
+    assert_histories_equal(history, reference)
+    assert "generation 2: the coordinator forgot it" in caplog.text
+    assert max(seconds) < 10, seconds
+    for proc in workers.procs:
+        assert "the coordinator answers again" in workers.log(proc)
 
 
 def manager(backend, *args) -> subprocess.CompletedProcess:

@@ -175,6 +175,12 @@ class Coordinator:
 class ActorBroker(Broker):
     """A handle on the :class:`Coordinator` actor published under ``name``.
 
+    The coordinator is disposable: when the worker that hosts it dies (a job at
+    its walltime), calls raise :class:`BrokerUnreachable`, and :meth:`reconnect`
+    binds to the coordinator published next. The master (``create=True``)
+    publishes a new one on a live worker and plants its generation there again;
+    a ``dask-abc-worker`` waits for that.
+
     Parameters
     ----------
     client : distributed.Client
@@ -182,7 +188,7 @@ class ActorBroker(Broker):
     name : str, optional
         The dataset name; default ``abc.broker.name``.
     create : bool
-        Create and publish the actor if none exists (the master does; workers
+        Create and publish the actor if none lives (the master does; workers
         wait for it instead).
     wait : float
         Seconds to wait for the actor to appear when not creating it.
@@ -202,38 +208,98 @@ class ActorBroker(Broker):
         self.client = client
         self.owns_client = owns_client
         self.name = name or config.get("broker.name")
-        future = self._find(create, wait)
-        with client.as_current():  # the actor handle binds to the current client
-            self.actor = future.result()
+        self.create = create
+        self.call_timeout = float(config.get("broker.call-timeout"))
+        self._bind(wait)
 
-    def _find(self, create: bool, wait: float):
+    def _bind(self, wait: float) -> None:
+        """Bind to the live coordinator, creating one if this handle may; wait up to
+        ``wait`` seconds for one otherwise."""
         deadline = time.monotonic() + wait
         while True:
             future = self.client.get_dataset(self.name, default=None)
+            if future is None and self.create:
+                future = self._create()
             if future is not None:
-                return future
-            if create:
-                future = self.client.submit(Coordinator, actor=True, pure=False,
-                                            key=f"{self.name}-{uuid.uuid4().hex}")
-                try:
-                    self.client.publish_dataset(future, name=self.name)
-                    return future
-                except KeyError:  # another master published one first: use it
-                    future.release()
+                actor = self._actor_of(future)
+                if actor is not None:
+                    self.actor, self._future = actor, future
+                    return
+                if self.create:  # its worker died: publish a new one in its place
+                    self.client.unpublish_dataset(self.name)
                     continue
             if time.monotonic() > deadline:
                 raise CoordinatorNotFound(
-                    f"no dask-abc coordinator named {self.name!r} on the scheduler "
+                    f"no live dask-abc coordinator named {self.name!r} on the scheduler "
                     f"{self.client.scheduler.address} (waited {wait:g} s); start the master "
                     "(ABCSMC with ActorEvalParallelSampler) first, or check the name")
             time.sleep(min(0.5, max(deadline - time.monotonic(), 0.01)))
 
-    def _method(self, method: str, *args):
+    def _create(self):
+        future = self.client.submit(Coordinator, actor=True, pure=False,
+                                    key=f"{self.name}-{uuid.uuid4().hex}")
         try:
-            return getattr(self.actor, method)(*args).result()
-        except OSError as error:
-            raise BrokerUnreachable(f"the dask-abc coordinator {self.name!r} is unreachable: "
-                              f"{error}") from error
+            self.client.publish_dataset(future, name=self.name)
+        except KeyError:  # another master published one first: use that
+            future.release()
+            return self.client.get_dataset(self.name, default=None)
+        return future
+
+    def _actor_of(self, future):
+        """The actor handle of ``future``; None if its worker died."""
+        try:
+            with self.client.as_current():  # the actor handle binds to the current client
+                return future.result(timeout=self.call_timeout)
+        except RuntimeError:  # "Worker holding Actor was lost"
+            if future.status == "error":
+                return None
+            raise
+        except (OSError, TimeoutError) as error:
+            raise BrokerUnreachable(f"the dask-abc coordinator {self.name!r} did not start "
+                                    f"within {self.call_timeout:g} s: {error!r}") from error
+
+    def reconnect(self, wait: float = 0.0) -> None:
+        """Bind to the live coordinator: a new one if this handle creates them, else
+        the one published within ``wait`` seconds (:class:`CoordinatorNotFound`)."""
+        try:
+            self._bind(wait)
+        except OSError as error:  # the scheduler itself is unreachable
+            raise BrokerUnreachable(f"cannot reach the Dask scheduler: {error!r}") from error
+
+    def _lost(self) -> bool:
+        return self._future.status not in ("pending", "finished")
+
+    def _method(self, method: str, *args, wait: float = 0.0):
+        """Call ``method`` of the actor; ``wait`` is how long it may block on purpose.
+
+        The call is watched in slices: distributed may never answer a call that
+        was under way when the actor's worker died, so a call ends as unreachable
+        once the actor is known lost (or replaced by :meth:`reconnect` meanwhile),
+        or after ``call_timeout`` seconds beyond ``wait``.
+        """
+        bound = self._future
+        deadline = time.monotonic() + self.call_timeout + wait
+        try:
+            if self._lost():
+                raise RuntimeError("the worker holding the coordinator was lost")
+            call = getattr(self.actor, method)(*args)
+            while True:
+                try:  # a timeout ends the wait, not the call
+                    return call.result(timeout=min(wait + 0.5, 2.0))
+                except TimeoutError:
+                    if self._lost() or bound is not self._future:
+                        raise RuntimeError("the coordinator was lost during the call") \
+                            from None
+                    if time.monotonic() > deadline:
+                        raise
+        except RuntimeError as error:  # distributed's way to say the actor's worker died
+            if not (self._lost() or bound is not self._future):
+                raise
+            reason = error
+        except (OSError, TimeoutError) as error:
+            reason = error
+        raise BrokerUnreachable(f"the dask-abc coordinator {self.name!r} is unreachable: "
+                                f"{reason!r}") from reason
 
     def _call(self, operation: str, *args):
         status, value = self._method("call", operation, *args)
@@ -242,13 +308,13 @@ class ActorBroker(Broker):
         return value
 
     def take_results(self, token, timeout):
-        return self._method("take_results", token, timeout)
+        return self._method("take_results", token, timeout, wait=timeout)
 
     def watch(self, worker, token, stop, timeout):
-        return self._method("watch", worker, token, stop, timeout)
+        return self._method("watch", worker, token, stop, timeout, wait=timeout)
 
     def claim_many(self, worker, token, count, timeout=0.0):
-        ranges = self._method("claim_many", worker, token, count, timeout)
+        ranges = self._method("claim_many", worker, token, count, timeout, wait=timeout)
         return None if ranges is None else unpack_ranges(ranges)
 
     def add_ranges(self, token, ranges):

@@ -127,6 +127,12 @@ class Broker:
     def give_back_many(self, worker: str, token: str, ranges: list[tuple[int, int]]) -> None:
         return self._call("give_back_many", worker, token, [tuple(r) for r in ranges])
 
+    def reconnect(self, wait: float = 0.0) -> None:
+        """Reach the coordinator again after :class:`~.errors.BrokerUnreachable`: the
+        live one, which may be a new, empty one (see
+        :class:`~dask_abc.sampler.BrokerSampler`); up to ``wait`` seconds for one to
+        appear. Backends whose connection heals by itself need not override it."""
+
     def close(self) -> None:
         """Release the connection (not the coordinator)."""
 

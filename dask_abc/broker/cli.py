@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing as mp
+import os
 import signal
 import sys
+import threading
 
 from dask.utils import parse_timedelta
 
@@ -80,8 +82,17 @@ def _setup_logging() -> None:
         log.setLevel(logging.INFO)
 
 
+#: seconds beyond the exit grace that a worker waits for its goodbye to the coordinator
+_EXIT_MARGIN_SECONDS = 4.0
+
+
 def _serve(options: argparse.Namespace) -> int:
-    """One worker process: connect, work until the runtime ends, exit."""
+    """One worker process: connect, work until the runtime ends or a signal, exit.
+
+    The worker runs in a thread so that SIGTERM and Ctrl-C end the process within
+    a few seconds whatever the coordinator does (gone, restarting, a call that
+    hangs): the ranges in hand go back where it answers, else their leases expire.
+    """
     from .worker import BrokerWorker
 
     _setup_logging()
@@ -92,16 +103,39 @@ def _serve(options: argparse.Namespace) -> int:
         logger.error("%s", error)
         return 1
     worker = BrokerWorker(broker, runtime=runtime, threads=options.threads)
+    exit_code = [1]  # unless run() returns
+
+    def work() -> None:
+        try:
+            worker.run()
+            exit_code[0] = 0
+        except BrokerError as error:
+            logger.error("%s", error)
+        except Exception:
+            logger.exception("the worker failed")
+        finally:
+            broker.close()
+
+    signalled = threading.Event()
+
+    def on_signal(*_) -> None:
+        worker.interrupt()
+        signalled.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: worker.interrupt())
-    try:
-        worker.run()
-    except BrokerError as error:
-        logger.error("%s", error)
-        return 1
-    finally:
-        broker.close()
-    return 0
+        signal.signal(sig, on_signal)
+    thread = threading.Thread(target=work, name="dask-abc-worker", daemon=True)
+    thread.start()
+    while thread.is_alive() and not signalled.is_set():
+        thread.join(0.2)  # the main thread runs the signal handlers between joins
+    thread.join(worker.exit_grace_seconds + _EXIT_MARGIN_SECONDS)
+    if thread.is_alive():
+        logger.warning("exiting without a goodbye: the coordinator does not answer; the "
+                       "ranges in hand go to others when their leases expire")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # threads blocked in calls to the coordinator cannot be joined
+    return exit_code[0]
 
 
 def _positive(text: str) -> int:

@@ -11,10 +11,17 @@ that queue ranges to ``P:queue-events``; a worker process's ``watch`` and
 ``claim_many`` get the stream's last id atomically with their reply and then
 ``XREAD BLOCK`` from it, so no change between the two is missed. The master's
 ``take_results`` is a ``BLPOP`` on the results list.
+
+The server may be restarted, even empty (no persistence, a ``FLUSHALL``): a
+call while it is down raises :class:`BrokerUnreachable` after a few quick
+retries, the connection heals by itself when it is back, and the master
+plants its generation again on an empty server
+(:class:`~dask_abc.sampler.BrokerSampler`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from .. import config
@@ -271,22 +278,33 @@ class RedisBroker(Broker):
     def __init__(self, host: str = "localhost", port: int = 6379, password: str | None = None,
                  prefix: str | None = None):
         import redis
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
 
         self.prefix = prefix or config.get("broker.name")
         self.address = f"redis://{host}:{port}"
         self.password = password
-        self.redis = redis.Redis(host=host, port=int(port), password=password)
+        # a restarted server is reached again on the next call; while it is down, a
+        # call fails within a second (callers decide how long to keep trying)
+        self.redis = redis.Redis(host=host, port=int(port), password=password,
+                                 retry=Retry(ExponentialBackoff(cap=0.25, base=0.02), 3))
         self._scripts = {name: self.redis.register_script(_PRELUDE + body)
                          for name, body in _SCRIPTS.items()}
-        self._call("heartbeat", "__probe__")  # fail now, clearly, if unreachable or refused
-        self.redis.hdel(f"{self.prefix}:workers", "__probe__")
+        self.reconnect()  # fail now, clearly, if unreachable or refused
 
-    def _call(self, name: str, *args):
-        """Run the Lua script of operation ``name`` (methods not overridden come here)."""
+    def reconnect(self, wait: float = 0.0) -> None:
+        """One call that the server must answer; the connection itself heals."""
+        self._call("heartbeat", "__probe__")
+        with self._errors():
+            self.redis.hdel(f"{self.prefix}:workers", "__probe__")
+
+    @contextlib.contextmanager
+    def _errors(self):
+        """redis-py's errors as :class:`BrokerAuthError` and :class:`BrokerUnreachable`."""
         import redis
 
         try:
-            return self._scripts[name](args=[self.prefix, *args])
+            yield
         # redis-py maps every refusal of AUTH (NOAUTH, WRONGPASS, no password set) to
         # these two; AuthenticationError is a ConnectionError, so it comes first
         except (redis.AuthenticationError, redis.AuthenticationWrongNumberOfArgsError) as error:
@@ -296,8 +314,13 @@ class RedisBroker(Broker):
                                       ) from error
             raise BrokerAuthError(f"Redis at {self.address} refused the password: {error}"
                                   ) from error
-        except redis.ConnectionError as error:
+        except (redis.ConnectionError, redis.TimeoutError) as error:
             raise BrokerUnreachable(f"cannot reach Redis at {self.address}: {error}") from error
+
+    def _call(self, name: str, *args):
+        """Run the Lua script of operation ``name`` (methods not overridden come here)."""
+        with self._errors():
+            return self._scripts[name](args=[self.prefix, *args])
 
     def acquire(self, owner, ttl):
         holder = self._call("acquire", owner, ttl)
@@ -310,10 +333,11 @@ class RedisBroker(Broker):
 
     def take_results(self, token, timeout):
         key = f"{self.prefix}:results"
-        first = self.redis.blpop([key], timeout=max(timeout, 0.001))
-        if first is None:
-            return []
-        rest = self.redis.lpop(key, 100_000) or []
+        with self._errors():
+            first = self.redis.blpop([key], timeout=max(timeout, 0.001))
+            if first is None:
+                return []
+            rest = self.redis.lpop(key, 100_000) or []
         return [first[1], *rest]
 
     def start_generation(self, token, t, n, spec, epsilon=None):
@@ -339,7 +363,8 @@ class RedisBroker(Broker):
             pipe.hgetall(f"{p}:worker-since")
             pipe.time()
             pipe.hkeys(f"{p}:workers")
-        gen, counters, workers, threads, queued, owner, stop, *detail = pipe.execute()
+        with self._errors():
+            gen, counters, workers, threads, queued, owner, stop, *detail = pipe.execute()
         gen = {k.decode(): v.decode() for k, v in gen.items()}
         threads = {int(k): int(v) for k, v in threads.items() if int(v) > 0}
         unregistered = max(workers - sum(threads.values()), 0)  # info lost: one slot each
@@ -363,7 +388,8 @@ class RedisBroker(Broker):
             status["worker_info"] = {
                 k.decode(): {**json.loads(v), "age": now - float(since.get(k, now))}
                 for k, v in info.items()}
-            status["leased"] = sum(pipe.execute()) if names else 0
+            with self._errors():
+                status["leased"] = sum(pipe.execute()) if names else 0
         return status
 
     def request_stop(self):
@@ -383,13 +409,9 @@ class RedisBroker(Broker):
 
     def _block(self, kind: str, since: bytes, timeout: float) -> None:
         """Wait up to ``timeout`` s for an event after ``since`` on the ``kind`` stream."""
-        import redis
-
-        try:
+        with self._errors():
             self.redis.xread({f"{self.prefix}:{kind}-events": since},
                              block=max(int(timeout * 1000), 1))  # 0 would block forever
-        except redis.ConnectionError as error:
-            raise BrokerUnreachable(f"cannot reach Redis at {self.address}: {error}") from error
 
     def watch(self, worker, token, stop, timeout):
         beat, event = self._heartbeat(worker)
@@ -419,7 +441,8 @@ class RedisBroker(Broker):
         pipe = self.redis.pipeline()
         pipe.hget(f"{self.prefix}:gen", "token")
         pipe.get(f"{self.prefix}:spec")
-        current, data = pipe.execute()
+        with self._errors():
+            current, data = pipe.execute()
         return data if current is not None and current.decode() == token else None
 
     def claim(self, worker, token):

@@ -18,6 +18,11 @@ calls it makes does not grow with its threads:
   coordinator for ranges to be queued (:meth:`~dask_abc.broker.Broker.claim_many`).
 
 A range of a generation that ended stops before its next simulation.
+
+The coordinator may be lost and replaced (its host died, Redis restarted): the
+control loop looks it up again for up to ``abc.broker.reconnect-seconds``,
+meanwhile the pusher keeps the results it could not deliver and delivers them
+to the new coordinator, where the master has planted the same generation again.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import cloudpickle
 from .. import config
 from ..reproducibility import warn_shared_global_state
 from .base import Broker
-from .errors import SpecLoadError
+from .errors import BrokerUnreachable, CoordinatorNotFound, SpecLoadError
 
 logger = logging.getLogger("dask_abc.worker")
 
@@ -120,6 +125,7 @@ class BrokerWorker:
         self.info = {"host": socket.gethostname(), "pid": os.getpid(), "threads": self.threads}
         self.heartbeat_seconds = float(config.get("broker.heartbeat-seconds"))
         self.exit_grace_seconds = float(config.get("broker.exit-grace-seconds"))
+        self.reconnect_seconds = float(config.get("broker.reconnect-seconds"))
         self._current: dict = {"token": None, "t": None, "stop": False, "registered": True}
         self._interrupted = threading.Event()
         # one lock, two conditions: the few coordinating threads wait on _lock, the
@@ -138,6 +144,7 @@ class BrokerWorker:
         self._claiming = True  # False once the runtime is over or on interrupt
         self._closing = False  # the threads exit
         self._error: BaseException | None = None  # a broker error in a thread ends run()
+        self._connection = 0  # counts the times the coordinator was found again
         self._global_rng: dict[tuple, tuple[str, ...]] = {}  # (seed, model names) -> names
         self.ranges_evaluated = 0
 
@@ -181,11 +188,17 @@ class BrokerWorker:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            # the heartbeat, which returns at once when the generation or stop flag changes
-            current = self._current = self.broker.watch(
-                self.name, current["token"], current["stop"], min(self.heartbeat_seconds, left))
-            if not current.get("registered", True):  # forgotten (reset-workers, a long pause)
-                self.broker.register(self.name, self.info)
+            try:
+                # the heartbeat, which returns at once when the generation or stop flag
+                # changes
+                current = self._current = self.broker.watch(
+                    self.name, current["token"], current["stop"],
+                    min(self.heartbeat_seconds, left))
+                if not current.get("registered", True):  # forgotten (reset-workers, a
+                    self.broker.register(self.name, self.info)  # long pause, a new one)
+            except BrokerUnreachable as error:
+                self._reconnect(error)
+                continue
             if current["stop"]:
                 if stop_seen_in == "none":
                     stop_seen_in = current["token"]
@@ -195,6 +208,34 @@ class BrokerWorker:
             generation = self._generation
             if current["token"] != (generation.token if generation else None):
                 self._switch_to(current["token"], current["t"])
+
+    def _reconnect(self, error: BrokerUnreachable) -> None:
+        """Look the coordinator up again until it answers, for up to
+        ``reconnect_seconds`` (then ``error`` ends the run) or an interrupt."""
+        logger.warning("the coordinator is unreachable (%s); looking for it for up to "
+                       "%.0f s", error, self.reconnect_seconds)
+        until = time.monotonic() + self.reconnect_seconds
+        while not self._interrupted.is_set():
+            try:
+                self.broker.reconnect(wait=min(1.0, self.reconnect_seconds))
+                self.broker.register(self.name, self.info)
+            except (BrokerUnreachable, CoordinatorNotFound) as later:
+                if time.monotonic() > until:
+                    raise BrokerUnreachable(f"no coordinator for {self.reconnect_seconds:.0f}"
+                                            f" s: {later}") from later
+                self._interrupted.wait(0.5)
+                continue
+            logger.warning("the coordinator answers again")
+            with self._lock:
+                self._connection += 1
+                self._lock.notify_all()
+            return
+
+    def _after_unreachable(self, connection: int) -> None:
+        """Wait until the control loop has found the coordinator again (or a moment has
+        passed: the failed call may have been the only one to fail), or the exit."""
+        self._wait(lambda: self._connection != connection or self._closing,
+                   until=time.monotonic() + 2 * self.heartbeat_seconds)
 
     def _switch_to(self, token: str | None, t: int | None) -> None:
         """Leave the current generation; load the spec of ``token`` (once per process)."""
@@ -303,19 +344,31 @@ class BrokerWorker:
                 if not self._outbox:
                     return
                 generation = self._generation
-                # results of a generation that is over are dropped by the coordinator
-                batch = [item[1:] for item in self._outbox if item[0] is generation]
+                # results of a generation that is over are dropped by the coordinator;
+                # the same generation may have a new _Generation (a coordinator replaced)
+                token = generation.token if generation is not None else None
+                items = [item for item in self._outbox if item[0].token == token]
                 self._outbox.clear()
-                if not batch:
+                if not items:
                     continue
                 want = self._wanted(generation)
                 self._requested += want
                 self._pushing = True
+                connection = self._connection
+            ranges = []
             try:
-                ranges = self.broker.push_many(self.name, generation.token, batch, want)
+                ranges = self.broker.push_many(self.name, token, [i[1:] for i in items], want)
+            except BrokerUnreachable as error:
+                with self._lock:
+                    keep = self._claiming  # else exiting: the leases expire at the master
+                    if keep:  # for the coordinator found next
+                        self._outbox[:0] = items
+                if keep:
+                    self._after_unreachable(connection)
+                else:
+                    logger.warning("%d results not delivered: %s", len(items), error)
             except Exception as error:
                 self._record(error)
-                ranges = []
             finally:
                 with self._lock:
                     self._requested -= want
@@ -335,9 +388,12 @@ class BrokerWorker:
                     return
                 generation, want = self._generation, self._wanted(self._generation)
                 self._requested += want
+                connection = self._connection
             try:
                 ranges = self.broker.claim_many(self.name, generation.token, want,
                                                 timeout=self.heartbeat_seconds)
+            except BrokerUnreachable:
+                ranges = False
             except Exception as error:
                 self._record(error)
                 return
@@ -348,6 +404,9 @@ class BrokerWorker:
             if ranges is None:  # the generation is over: wait for the control loop to see it
                 self._wait(functools.partial(self._moved_on, generation),
                            until=time.monotonic() + self.heartbeat_seconds)
+                continue
+            if ranges is False:
+                self._after_unreachable(connection)
                 continue
             self._hand_out(generation, ranges)
 
@@ -368,6 +427,8 @@ class BrokerWorker:
         if not keep and current and not self._interrupted.is_set():
             try:
                 self.broker.give_back_many(self.name, generation.token, ranges)
+            except BrokerUnreachable:  # the master plants its ranges on the next one
+                pass
             except Exception as error:
                 self._record(error)
 
@@ -430,8 +491,11 @@ class BrokerWorker:
                 return
             generation.failed = True
         logger.error("%s", error)
-        self.broker.report_failure(self.name, generation.token,
-                                   pickle.dumps(WorkerFailure(self.name, error)))
+        try:
+            self.broker.report_failure(self.name, generation.token,
+                                       pickle.dumps(WorkerFailure(self.name, error)))
+        except BrokerUnreachable as unreachable:  # its ranges fail again for another
+            logger.warning("could not report it: %s", unreachable)
 
     def _record(self, error: BaseException) -> None:
         """A thread could not reach the coordinator: :meth:`run` raises it."""

@@ -20,9 +20,11 @@ import re
 import socket
 import time
 import uuid
+from dataclasses import dataclass, field
 
 from .. import config
 from ..broker import ActorBroker, Broker, BrokerBusy, RedisBroker
+from ..broker.errors import BrokerError, BrokerUnreachable, CoordinatorNotFound
 from ..broker.worker import WorkerFailure
 from ..generation import GenerationSpec
 from ..reproducibility import warn_shared_global_state
@@ -32,6 +34,19 @@ from .base import Sampler, SamplerError
 from .policy import RangePolicy, policy_for
 
 logger = logging.getLogger("dask_abc")
+
+
+@dataclass
+class _Seed:
+    """What the master plants on a coordinator for a generation, and again on a new
+    one: the coordinator holds nothing the master does not."""
+
+    token: str
+    t: int
+    n: int
+    data: bytes  # the pickled spec
+    epsilon: float | None
+    outstanding: dict[int, int] = field(default_factory=dict)  # start -> count not returned
 
 
 class BrokerSampler(Sampler):
@@ -91,20 +106,22 @@ class BrokerSampler(Sampler):
     def _run(self, spec: GenerationSpec, collector: SampleCollector) -> None:
         broker = self.broker
         ttl = float(config.get("broker.master-ttl"))
-        self._acquire(broker, ttl)
         shipped = payload.SpecPayload(spec, keep=False)  # only workers evaluate
-        token = shipped.token
-        broker.start_generation(token, spec.t, collector.n, shipped.data, spec.eps)
-        outstanding: dict[int, int] = {}  # start -> count, queued or leased
+        seed = _Seed(shipped.token, spec.t, collector.n, shipped.data, spec.eps)
+        try:
+            self._acquire(broker, ttl)
+            self._plant(broker, seed, ttl)
+        except BrokerUnreachable as error:  # lost between generations
+            self._recover(broker, seed, ttl, error)
         handed_out = 0
 
         def top_up(slots: int) -> None:
             nonlocal handed_out
-            new = self.policy.ranges(collector, handed_out, len(outstanding),
+            new = self.policy.ranges(collector, handed_out, len(seed.outstanding),
                                      self._window(slots), slots=max(slots, 1))
             if new:
-                broker.add_ranges(token, new)
-                outstanding.update(new)
+                broker.add_ranges(seed.token, new)
+                seed.outstanding.update(new)
                 handed_out = new[-1][0] + new[-1][1]
 
         check_every = min(self.lease_seconds / 4, 1.0)
@@ -114,38 +131,94 @@ class BrokerSampler(Sampler):
         slots = 0
         try:
             while not collector.done:
-                now = time.monotonic()
-                if now >= next_check:
-                    broker.acquire(self.owner, ttl)  # renew the claim on the coordinator
-                    lost = broker.requeue_lost(token, self.lease_seconds)
-                    if lost:
-                        logger.warning("generation %d: %d ranges of silent workers queued "
-                                       "again (first: %d..)", spec.t, len(lost), lost[0][0])
-                    next_check = now + check_every
-                if now >= next_count:  # the queue follows the live number of slots
-                    status = broker.status(per_worker=False)
-                    if status["owner"] != self.owner or not status["running"]:
-                        raise SamplerError(
-                            f"{type(self).__name__}: the coordinator lost generation {spec.t} "
-                            f"(restarted, or its claim lapsed; held by {status['owner']}); "
-                            "completed generations are in the database")
-                    slots = status["slots"]
-                    self._warn_threads(spec, status["threads"])
-                    if not status["workers"] and now - last_result > self.wait_for_workers:
-                        raise self._no_workers(spec, collector, now - started)
-                    next_count = now + count_every
-                top_up(slots)
-                for data in broker.take_results(token, count_every):
-                    batch = pickle.loads(data)
-                    if isinstance(batch, WorkerFailure):
-                        raise batch.error
-                    if outstanding.pop(batch.start, None) is None:
-                        continue  # a duplicate of a range queued again
-                    collector.add(batch)
-                    self.policy.observe(batch)
-                    last_result = time.monotonic()
+                try:
+                    now = time.monotonic()
+                    if now >= next_check:
+                        broker.acquire(self.owner, ttl)  # renew the claim on the coordinator
+                        lost = broker.requeue_lost(seed.token, self.lease_seconds)
+                        if lost:
+                            logger.warning("generation %d: %d ranges of silent workers "
+                                           "queued again (first: %d..)", spec.t, len(lost),
+                                           lost[0][0])
+                        next_check = now + check_every
+                    if now >= next_count:  # the queue follows the live number of slots
+                        status = broker.status(per_worker=False)
+                        if not self._runs(status, seed):
+                            self._replant(broker, seed, status["owner"], ttl)
+                            continue
+                        slots = status["slots"]
+                        self._warn_threads(spec, status["threads"])
+                        if not status["workers"] and now - last_result > self.wait_for_workers:
+                            raise self._no_workers(spec, collector, now - started)
+                        next_count = now + count_every
+                    top_up(slots)
+                    for data in broker.take_results(seed.token, count_every):
+                        batch = pickle.loads(data)
+                        if isinstance(batch, WorkerFailure):
+                            raise batch.error
+                        if seed.outstanding.pop(batch.start, None) is None:
+                            continue  # a duplicate of a range queued again
+                        collector.add(batch)
+                        self.policy.observe(batch)
+                        last_result = time.monotonic()
+                except BrokerUnreachable as error:
+                    self._recover(broker, seed, ttl, error)
+                    next_check = next_count = time.monotonic()
         finally:
-            broker.finish_generation(token)
+            try:
+                broker.finish_generation(seed.token)
+            except BrokerError as error:  # a coordinator that is gone needs no finishing
+                logger.warning("could not end generation %d on the coordinator: %s",
+                               spec.t, error)
+
+    def _runs(self, status: dict, seed: _Seed) -> bool:
+        """Whether the coordinator whose status this is runs ``seed``'s generation for
+        this master."""
+        return status["owner"] == self.owner and status["running"] and status["t"] == seed.t
+
+    def _plant(self, broker: Broker, seed: _Seed, ttl: float) -> None:
+        """Start ``seed``'s generation on the coordinator with its outstanding ranges."""
+        broker.acquire(self.owner, ttl)
+        broker.start_generation(seed.token, seed.t, seed.n, seed.data, seed.epsilon)
+        if seed.outstanding:
+            broker.add_ranges(seed.token, sorted(seed.outstanding.items()))
+
+    def _replant(self, broker: Broker, seed: _Seed, holder: str | None, ttl: float) -> None:
+        """The coordinator forgot the generation (a new actor, a restarted Redis): plant
+        it again from the master's own state; results collected are not asked for again."""
+        if holder not in (None, self.owner):
+            raise SamplerError(
+                f"{type(self).__name__}: lost generation {seed.t} to another master "
+                f"({holder}), which took the coordinator while it did not answer; "
+                "completed generations are in the database")
+        logger.warning("generation %d: the coordinator forgot it (restarted or replaced); "
+                       "planting it again with %d ranges not yet returned", seed.t,
+                       len(seed.outstanding))
+        self._plant(broker, seed, ttl)
+
+    def _recover(self, broker: Broker, seed: _Seed, ttl: float, error: BrokerError) -> None:
+        """Reach a coordinator again within ``wait_for_workers`` seconds and make sure it
+        runs ``seed``'s generation; a :class:`SamplerError` if none can be had."""
+        logger.warning("generation %d: %s; looking for a coordinator for up to %.0f s",
+                       seed.t, error, self.wait_for_workers)
+        deadline = time.monotonic() + self.wait_for_workers
+        while True:
+            try:
+                broker.reconnect()
+                status = broker.status(per_worker=False)
+                if not self._runs(status, seed):
+                    self._replant(broker, seed, status["owner"], ttl)
+                logger.warning("generation %d: the coordinator answers again", seed.t)
+                return
+            except (BrokerUnreachable, CoordinatorNotFound) as later:
+                error = later
+            if time.monotonic() > deadline:
+                raise SamplerError(
+                    f"{type(self).__name__}: no coordinator could be reached for "
+                    f"{self.wait_for_workers:.0f} s in generation {seed.t} ({error}); "
+                    "completed generations are in the database: go on with "
+                    "`dask-abc resume` once the coordinator is back") from error
+            time.sleep(0.5)
 
     def _acquire(self, broker: Broker, ttl: float) -> None:
         """Claim the coordinator; a claim left by a master that died on this host (a
@@ -169,7 +242,10 @@ class BrokerSampler(Sampler):
     def stop(self) -> None:
         """Give up the coordinator (workers stay, idle, for the next run)."""
         if self._broker is not None:
-            self._broker.release(self.owner)
+            try:
+                self._broker.release(self.owner)
+            except BrokerUnreachable as error:  # nothing to give up
+                logger.warning("could not release the coordinator: %s", error)
 
 
 def _dead_master_on_this_host(owner: str | None) -> bool:
