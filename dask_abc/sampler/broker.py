@@ -9,6 +9,11 @@ again the ranges of workers whose heartbeats stop, so a killed worker never
 hangs a run. Ranges get longer as the slots grow (at least ``slots /
 abc.broker.max-task-rate`` seconds of work), so the coordinator's load stays
 bounded on any cluster.
+
+The coordinator holds nothing the master does not (:class:`_Seed`): when it is
+lost (the actor's worker died, Redis came back empty), the master plants the
+running generation again on whichever coordinator it reaches within
+``wait_for_workers`` seconds, with the ranges not yet returned.
 """
 
 from __future__ import annotations
