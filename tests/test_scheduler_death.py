@@ -4,6 +4,7 @@ reconnect, then a clear :class:`SamplerError`; the completed generations stay st
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -126,6 +127,7 @@ def kill_in_generation(db, proc, t: int, then=None) -> threading.Thread:
         time.sleep(0.1)
         proc.send_signal(signal.SIGKILL)
         thread.killed_at = time.monotonic()
+        proc.wait(timeout=30)  # its port is free
         if then is not None:
             then()
 
@@ -134,13 +136,20 @@ def kill_in_generation(db, proc, t: int, then=None) -> threading.Thread:
     return thread
 
 
-def test_a_dead_scheduler_ends_the_run_with_a_clear_error(dask_processes, tmp_path):
-    bound = 3.0
+@pytest.mark.parametrize("client_timeout", [None, 2.0],
+                         ids=["the sampler's bound", "the client's timeout"])
+def test_a_dead_scheduler_ends_the_run_with_a_clear_error(dask_processes, tmp_path,
+                                                          client_timeout):
+    """SIGKILL the scheduler in generation 2: a SamplerError that says how to go on, as
+    soon as the sampler's bound or the client's own reconnection timeout runs out; the
+    generations 0 and 1 stay in the database."""
+    bound = 3.0 if client_timeout is None else 60.0
     scheduler = dask_processes.scheduler()
     dask_processes.workers()
     db = tmp_path / "dead.db"
+    timeout = {} if client_timeout is None else {"timeout": client_timeout}
     with dask.config.set({"abc.dask.scheduler-reconnect-seconds": bound}), \
-            Client(dask_processes.address, set_as_default=False) as client:
+            Client(dask_processes.address, set_as_default=False, **timeout) as client:
         dask_processes.wait_for_workers(client)
         smc = smc_for(DaskDistributedSampler(client), db)
         killer = kill_in_generation(db, scheduler, 2)
@@ -151,12 +160,19 @@ def test_a_dead_scheduler_ends_the_run_with_a_clear_error(dask_processes, tmp_pa
         finally:
             killer.join(timeout=60)
     message = str(raised.value)
-    assert dask_processes.address in message
-    assert "generation 2" in message
-    assert f"dask-abc resume sqlite:///{db}" in message
-    assert failed_at - killer.killed_at < bound + 3.0
+    assert f"lost the Dask scheduler {dask_processes.address} in generation 2" in message
+    assert f"`dask-abc resume sqlite:///{db} --abc-id 1 --scheduler " \
+           f"{dask_processes.address}`" in message
+    waited = float(re.search(r"waited ([0-9.]+) s", message)[1])
+    assert waited == pytest.approx(bound if client_timeout is None else client_timeout,
+                                   abs=1.5)
+    assert ("client stopped reconnecting" in message) == (client_timeout is not None)
+    assert failed_at - killer.killed_at < waited + 3.0
     with abc.History(f"sqlite:///{db}", create=False) as history:
         assert history.max_t == 1
+        assert history.get_all_populations()["t"].tolist() == [-1, 0, 1]
+        assert history.stop_reason.startswith("failed: SamplerError")
+        assert len(history.get_distribution(0, 1)[0]) == N
 
 
 def test_a_scheduler_back_in_time_lets_the_run_go_on(dask_processes, reference, tmp_path):
