@@ -197,3 +197,9 @@ def test_a_scheduler_back_in_time_lets_the_run_go_on(dask_processes, reference, 
             killer.join(timeout=60)
     assert_histories_equal(history, reference)
     assert scheduler.wait(timeout=10) == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("seconds", [-1.0, float("nan")])
+def test_a_negative_bound_is_refused(seconds):
+    with pytest.raises(ValueError, match="scheduler_reconnect_seconds must be >= 0"):
+        DaskDistributedSampler(scheduler_reconnect_seconds=seconds)

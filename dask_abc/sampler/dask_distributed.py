@@ -278,6 +278,7 @@ class DaskDistributedSampler(Sampler):
         self._own_cluster = None
         self._own_client = None
         self._elastic = None
+        self._link = None
 
     @property
     def client(self):
@@ -313,6 +314,13 @@ class DaskDistributedSampler(Sampler):
         if self._elastic is None or self._elastic.client is not client:
             self._elastic = ElasticCluster(client)
         return self._elastic
+
+    def _link_for(self, client) -> SchedulerLink:
+        """One per client, kept across generations (it names the scheduler also once the
+        client has closed, and a wait goes on into the next generation)."""
+        if self._link is None or self._link.client is not client:
+            self._link = SchedulerLink(client, self.scheduler_reconnect_seconds)
+        return self._link
 
     def _window(self, client) -> tuple[int, int]:
         """``(ranges in flight, slots)``: each slot's range and ``pipeline-depth`` more
@@ -372,7 +380,7 @@ class _DaskGeneration:
         self.policy = sampler.policy
         self.shipped = payload.SpecPayload(spec, keep=False)  # only workers evaluate
         self.outcomes = _Outcomes(client)
-        self.link = SchedulerLink(client, sampler.scheduler_reconnect_seconds)
+        self.link = sampler._link_for(client)
         self.in_flight: dict = {}  # future -> (start, count, evaluated alone)
         self.finished: set = set()  # futures in flight whose task is done (result on its way)
         self.attempts: dict[int, int] = {}  # start -> submissions of a range from there
