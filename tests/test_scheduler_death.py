@@ -89,9 +89,6 @@ class DaskProcesses:
             self._start("worker", "distributed.cli.dask_worker", self.address, "--nthreads",
                         "1", "--no-nanny", "--no-dashboard", "--host", "127.0.0.1")
 
-    def wait_for_workers(self, client: Client, n: int = 2) -> None:
-        client.wait_for_workers(n, timeout=60)
-
     def stop_all(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -119,10 +116,14 @@ def max_t_of(db) -> int:
 
 def kill_in_generation(db, proc, t: int, then=None) -> threading.Thread:
     """A thread that kills ``proc`` shortly after generation ``t`` started, then calls
-    ``then()``; it records when it killed in its ``killed_at``."""
+    ``then()``; it records when it killed in its ``killed_at`` (and gives up after a minute
+    if the run never gets there)."""
 
     def kill():
+        deadline = time.monotonic() + 60
         while max_t_of(db) < t - 1:
+            if time.monotonic() > deadline:
+                return
             time.sleep(0.01)
         time.sleep(0.1)
         proc.send_signal(signal.SIGKILL)
@@ -131,7 +132,7 @@ def kill_in_generation(db, proc, t: int, then=None) -> threading.Thread:
         if then is not None:
             then()
 
-    thread = threading.Thread(target=kill)
+    thread = threading.Thread(target=kill, daemon=True)
     thread.start()
     return thread
 
@@ -150,7 +151,7 @@ def test_a_dead_scheduler_ends_the_run_with_a_clear_error(dask_processes, tmp_pa
     timeout = {} if client_timeout is None else {"timeout": client_timeout}
     with dask.config.set({"abc.dask.scheduler-reconnect-seconds": bound}), \
             Client(dask_processes.address, set_as_default=False, **timeout) as client:
-        dask_processes.wait_for_workers(client)
+        client.wait_for_workers(2, timeout=60)
         smc = smc_for(DaskDistributedSampler(client), db)
         killer = kill_in_generation(db, scheduler, 2)
         try:
@@ -188,7 +189,7 @@ def test_a_scheduler_back_in_time_lets_the_run_go_on(dask_processes, reference, 
         dask_processes.workers()
 
     with Client(dask_processes.address, set_as_default=False) as client:
-        dask_processes.wait_for_workers(client)
+        client.wait_for_workers(2, timeout=60)
         smc = smc_for(DaskDistributedSampler(client, scheduler_reconnect_seconds=30), db)
         killer = kill_in_generation(db, scheduler, 2, then=restart)
         try:

@@ -69,7 +69,8 @@ class SchedulerLink:
     def __init__(self, client, reconnect_seconds: float):
         self.client = client
         self.reconnect_seconds = reconnect_seconds
-        self.address = client.scheduler.address if client.scheduler is not None else "?"
+        self.address = (client.scheduler.address if client.scheduler is not None
+                        else "(unknown: the client was closed before)")
         self._lost_at: float | None = None
 
     def connected(self) -> bool:
