@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import queue
 import time
@@ -11,12 +12,14 @@ import numpy as np
 
 from .. import config
 from ..generation import BatchResult, GenerationSpec
+from ..observers import GenerationObserver
 from ..sample import SampleCollector
 from . import payload
 from .base import Sampler, SamplerError, nr_cores_available
 from .elastic import ElasticCluster
 from .policy import Auto, RangePolicy, policy_for
 from .range_key import RangeKey
+from .scheduler_link import SchedulerLink, SchedulerLost
 from .triage import Culprit, KilledWorkerTriage
 
 logger = logging.getLogger("dask_abc")
@@ -26,6 +29,12 @@ def _is_killed_worker(error) -> bool:
     from distributed import KilledWorker
 
     return isinstance(error, KilledWorker)
+
+
+def _is_cancelled(error) -> bool:
+    """A cancellation: Dask's own (``Client.cancel``, a lost scheduler connection) or the
+    event loop's."""
+    return isinstance(error, (concurrent.futures.CancelledError, asyncio.CancelledError))
 
 
 def _in_background(client, call) -> None:
@@ -141,7 +150,7 @@ class _Outcomes:
     def next(self, timeout: float | None = None, idle=None) -> tuple:
         """``(future, result, error)`` of the next future to resolve (error is None on
         success); :class:`queue.Empty` after ``timeout`` seconds, if given. ``idle()`` is
-        called about every second while nothing resolves."""
+        called about every second while nothing resolves; what it raises ends the wait."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             step = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
@@ -151,10 +160,7 @@ class _Outcomes:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise
             if idle is not None:
-                try:
-                    idle()
-                except Exception as error:  # only bookkeeping; the futures decide
-                    logger.debug("the Dask sampler's idle check failed: %r", error)
+                idle()
 
 
 def _run_on_workers(client, function, *args, workers=None) -> None:
@@ -220,6 +226,15 @@ class DaskDistributedSampler(Sampler):
     population's last one does not stop the run
     (:class:`~dask_abc.sampler.triage.KilledWorkerTriage`).
 
+    When the client loses the scheduler itself, Dask cancels every task and
+    the client tries to reconnect to the same address; the sampler hands the
+    ranges in flight out again and waits up to ``scheduler_reconnect_seconds``.
+    A scheduler back at that address (with workers) in time lets the generation
+    go on, identical; otherwise the run stops with a :class:`SamplerError`
+    naming the scheduler, the generation and the ``dask-abc resume`` command
+    (:mod:`~dask_abc.sampler.scheduler_link`); the completed generations are
+    in the database.
+
     Parameters
     ----------
     dask_client : distributed.Client, optional
@@ -233,6 +248,9 @@ class DaskDistributedSampler(Sampler):
     batch_size : int, "auto", "static", "dynamic" or RangePolicy
         Evaluations per task, or a policy that sizes them
         (:func:`~dask_abc.sampler.policy.policy_for`).
+    scheduler_reconnect_seconds : float, optional
+        The longest wait for a lost scheduler to come back; default
+        ``abc.dask.scheduler-reconnect-seconds``.
 
     Examples
     --------
@@ -241,10 +259,17 @@ class DaskDistributedSampler(Sampler):
 
     def __init__(self, dask_client=None, client_max_jobs: float = np.inf,
                  default_pickle: bool = True, batch_size: int | str | RangePolicy = "auto", *,
-                 client=None):
+                 client=None, scheduler_reconnect_seconds: float | None = None):
         super().__init__()
         if dask_client is not None and client is not None and dask_client is not client:
             raise ValueError("DaskDistributedSampler: give dask_client or client, not both")
+        if scheduler_reconnect_seconds is None:
+            scheduler_reconnect_seconds = float(config.get("dask.scheduler-reconnect-seconds"))
+        if not scheduler_reconnect_seconds >= 0:
+            raise ValueError("DaskDistributedSampler: scheduler_reconnect_seconds must be "
+                             f">= 0, not {scheduler_reconnect_seconds!r}")
+        self.scheduler_reconnect_seconds = float(scheduler_reconnect_seconds)
+        self._run_name: str | None = None  # named in the error that says how to resume
         self.policy = policy_for(batch_size, section="dask")
         self.batch_size = batch_size
         self.client_max_jobs = client_max_jobs
@@ -253,6 +278,7 @@ class DaskDistributedSampler(Sampler):
         self._own_cluster = None
         self._own_client = None
         self._elastic = None
+        self._link = None
 
     @property
     def client(self):
@@ -278,10 +304,23 @@ class DaskDistributedSampler(Sampler):
         """The client in use: the run's progress goes to its dashboard."""
         return self.client
 
+    def observers(self, run: str) -> list[GenerationObserver]:
+        """Those of :class:`Sampler`; ``run`` is also remembered for the ``dask-abc resume``
+        command that a lost scheduler's error names."""
+        self._run_name = run
+        return super().observers(run)
+
     def _elastic_for(self, client) -> ElasticCluster:
         if self._elastic is None or self._elastic.client is not client:
             self._elastic = ElasticCluster(client)
         return self._elastic
+
+    def _link_for(self, client) -> SchedulerLink:
+        """One per client, kept across generations (it names the scheduler also once the
+        client has closed, and a wait goes on into the next generation)."""
+        if self._link is None or self._link.client is not client:
+            self._link = SchedulerLink(client, self.scheduler_reconnect_seconds)
+        return self._link
 
     def _window(self, client) -> tuple[int, int]:
         """``(ranges in flight, slots)``: each slot's range and ``pipeline-depth`` more
@@ -330,9 +369,9 @@ class DaskDistributedSampler(Sampler):
 
 
 class _DaskGeneration:
-    """One generation on Dask: range tasks in flight, their outcomes as they arrive, and
-    the quarantine of ranges that ended in ``KilledWorker`` (see
-    :class:`DaskDistributedSampler`)."""
+    """One generation on Dask: range tasks in flight, their outcomes as they arrive, the
+    quarantine of ranges that ended in ``KilledWorker`` and the wait for a lost scheduler
+    (see :class:`DaskDistributedSampler`)."""
 
     def __init__(self, sampler: DaskDistributedSampler, client, spec: GenerationSpec,
                  collector: SampleCollector):
@@ -341,6 +380,7 @@ class _DaskGeneration:
         self.policy = sampler.policy
         self.shipped = payload.SpecPayload(spec, keep=False)  # only workers evaluate
         self.outcomes = _Outcomes(client)
+        self.link = sampler._link_for(client)
         self.in_flight: dict = {}  # future -> (start, count, evaluated alone)
         self.finished: set = set()  # futures in flight whose task is done (result on its way)
         self.attempts: dict[int, int] = {}  # start -> submissions of a range from there
@@ -350,6 +390,15 @@ class _DaskGeneration:
 
     def window(self) -> tuple[int, int]:
         return self.sampler._window(self.client)
+
+    def idle(self) -> None:
+        """While no range returns: the scheduler still there (or back in time; else
+        :class:`SchedulerLost`), and the cluster's size watched (a lost job is replaced)."""
+        if self.link.connected():
+            try:
+                self.window()
+            except Exception as error:  # only bookkeeping; the futures decide
+                logger.debug("the Dask sampler's idle check failed: %r", error)
 
     def submit(self, ranges, with_data: bool = False, alone: bool = False) -> None:
         """One message to the scheduler for all ``ranges``."""
@@ -382,31 +431,15 @@ class _DaskGeneration:
                 self.submit(new[first:first + step])
 
     def run(self) -> None:
-        client, spec, collector = self.client, self.spec, self.collector
-        # every live worker unpickles the spec once; its ranges wait for it
-        _run_on_workers(client, payload.install, self.shipped.token, self.shipped.data)
+        client = self.client
         try:
-            self.top_up()
-            while self.in_flight:
-                # while waiting, the cluster's size is still watched (a lost job is replaced)
-                for outcome in self.outcomes.drain(idle=self.window):
-                    if outcome[0] == FINISHED:
-                        if outcome[1] in self.in_flight:
-                            self.finished.add(outcome[1])
-                        continue
-                    self.handle(*outcome)
-                    if collector.done:
-                        return
-                # in quarantine: a suspect alone once all ranges have returned, then the rest
-                ranges, alone = self.triage.next_ranges(len(self.in_flight))
-                if ranges:
-                    self.submit(ranges, alone=alone)
-                if self.triage.open:
-                    self.top_up()
-            culprit = self.triage.blame(collector.done)
-            if culprit is not None:
-                # every index below the culprit is evaluated, the population is incomplete
-                raise self.sampler._task_failed(culprit, spec, collector)
+            self._run()
+        except SchedulerLost as lost:
+            raise self.lost(lost) from None
+        except Exception as error:  # a closed client's, say, once it lost the scheduler
+            if client.status == "running":
+                raise
+            raise self.lost(self.link.lost()) from error
         finally:
             # without waiting: ranges still queued are dropped, running ones stop early
             self.outcomes.close()
@@ -414,11 +447,40 @@ class _DaskGeneration:
                 _in_background(client, client.cancel(list(self.in_flight), asynchronous=True))
             _run_on_workers(client, payload.finish, self.shipped.token)
 
+    def _run(self) -> None:
+        spec, collector = self.spec, self.collector
+        # every live worker unpickles the spec once; its ranges wait for it
+        _run_on_workers(self.client, payload.install, self.shipped.token, self.shipped.data)
+        self.top_up()
+        while self.in_flight:
+            for outcome in self.outcomes.drain(idle=self.idle):
+                if outcome[0] == FINISHED:
+                    if outcome[1] in self.in_flight:
+                        self.finished.add(outcome[1])
+                    continue
+                self.handle(*outcome)
+                if collector.done:
+                    return
+            # in quarantine: a suspect alone once all ranges have returned, then the rest
+            ranges, alone = self.triage.next_ranges(len(self.in_flight))
+            if ranges:
+                self.submit(ranges, alone=alone)
+            if self.link.connected() and self.triage.open:
+                self.top_up()
+        culprit = self.triage.blame(collector.done)
+        if culprit is not None:
+            # every index below the culprit is evaluated, the population is incomplete
+            raise self.sampler._task_failed(culprit, spec, collector)
+
+    def lost(self, lost: SchedulerLost) -> SamplerError:
+        return lost.sampler_error(self.spec.t, self.sampler._run_name,
+                                  self.collector.n_accepted, self.collector.n)
+
     def handle(self, future, batch, error) -> None:
         """Use one range's outcome: a result, a range to hand out again, or a suspect."""
         start, count, alone = self.in_flight.pop(future)
         self.finished.discard(future)
-        if error is not None and not isinstance(error, asyncio.CancelledError):
+        if error is not None and not _is_cancelled(error):
             if not _is_killed_worker(error):
                 raise error
             if self.triage.killed(start, count, alone, error):

@@ -58,8 +58,11 @@ class ElasticCluster:
         self._seen_at = -np.inf
 
     def threads(self) -> int:
-        """Worker threads (slots) connected to the scheduler now."""
+        """Worker threads (slots) connected to the scheduler now (those last seen while the
+        client is not connected: asking would wait for the connection)."""
         now = time.monotonic()
+        if self.client.status != "running":
+            return self._threads
         if now - self._seen_at > float(config.get("dask.worker-poll-interval")):
             info = self.client.scheduler_info(n_workers=0)
             self._threads, self._workers = info.get("total_threads", 0), info.get("n_workers", 0)
