@@ -464,10 +464,12 @@ class ABCSMC:
         return sample
 
     def _outcome(self, t: int, eps: float, summary: str | None,
-                 population: Population | None = None, seconds: float = 0.0):
+                 population: Population | None = None, seconds: float = 0.0,
+                 failed_samples: int = 0):
         return GenerationOutcome(t, eps, summary, population, seconds,
                                  [m.name for m in self.models],
-                                 [p.get_parameter_names() for p in self.parameter_priors])
+                                 [p.get_parameter_names() for p in self.parameter_priors],
+                                 failed_samples)
 
     def _prepare_epsilon(self, t: int, population: Population) -> None:
         distances = self.distance_function.batch(population.sum_stats, self._x0, t)
@@ -610,7 +612,8 @@ class ABCSMC:
                    f"({100 * population.acceptance_rate:.2f}%){failed}, "
                    f"ESS {population.ess:.1f}, {seconds:.2f} s{probs}")
         logger.info("t=%d: %s", t, summary)
-        self._observers.on_end(self._outcome(t, eps, summary, population, seconds))
+        self._observers.on_end(self._outcome(t, eps, summary, population, seconds,
+                                             sample.failed_samples))
         return None
 
     def _stop_reason(self, t, minimum_epsilon, min_eps_diff, min_acceptance_rate,

@@ -29,10 +29,11 @@ logger = logging.getLogger("dask_abc")
 
 #: The Dask event topic of dask-abc's progress messages.
 TOPIC = "dask-abc"
-STATUS_FIELDS = ("run", "generation", "accepted", "population", "evaluations",
+STATUS_FIELDS = ("run", "generation", "accepted", "population", "evaluations", "failed",
                  "acceptance_rate", "epsilon", "batch_size", "evaluations_per_second",
                  "seconds_left")
-GENERATION_FIELDS = ("t", "epsilon", "acceptance_rate", "ess", "samples", "seconds")
+GENERATION_FIELDS = ("t", "epsilon", "acceptance_rate", "ess", "samples", "failed_samples",
+                     "seconds")
 POSTERIOR_FIELDS = ("name", "model", "parameter", "left", "right", "density")
 #: The page's address on the dashboard, and its entry in the dashboard's menu.
 PAGE = "abc"
