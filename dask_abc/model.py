@@ -62,8 +62,9 @@ class AllEvaluationsFailed(ModelError):
                  evaluations: int):
         super().__init__(model, parameter, index, t, cause)
         self.evaluations = evaluations
+        generation = "the calibration sample" if t < 0 else f"generation {t}"
         RuntimeError.__init__(
-            self, f"all of the first {evaluations} evaluations of generation {t} failed: "
+            self, f"all of the first {evaluations} evaluations of {generation} failed: "
             f"model {model!r} raises for every parameter tried, e.g. at evaluation {index} "
             f"with parameter {self.parameter}:\n{cause}\n"
             "Check the model (and its prior): model_errors='reject' skips failing "
