@@ -19,6 +19,7 @@ from helpers import assert_histories_equal
 import dask_abc as abc
 from dask_abc.broker import BrokerState
 from dask_abc.generation import BatchResult
+from dask_abc.inference import SetupChangedError
 from dask_abc.progress import GenerationProgress
 from dask_abc.sample import SampleCollector
 from dask_abc.sampler import (
@@ -306,3 +307,13 @@ def test_the_worker_cli_accepts_catch():
     bad = subprocess.run(["dask-abc-worker", "--catch", "maybe"], capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "not true or false: 'maybe'" in bad.stderr
+
+
+def test_loading_a_rejecting_run_with_another_setting_is_a_setup_change(tmp_path):
+    smc_for(SingleCoreSampler(), tmp_path, model_errors="reject").run(
+        max_nr_populations=1).close()
+    raising = abc.ABCSMC(diverges_below_minus_4, abc.Distribution(theta=abc.RV("norm", 0, 3)),
+                         abc.AdaptivePNormDistance(p=2), population_size=N,
+                         sampler=SingleCoreSampler())
+    with pytest.raises(SetupChangedError, match="model_errors"):
+        raising.load(f"sqlite:///{tmp_path}/run.db", 1)
