@@ -77,8 +77,8 @@ class ABCState:
                 if field in msg:
                     self.status[field] = [msg[field]]
         elif kind == "generation":
-            for field in GENERATION_FIELDS:
-                self.generations[field].append(msg[field])
+            for field in GENERATION_FIELDS:  # a master of an older version lacks new ones
+                self.generations[field].append(msg.get(field))
             for m, (name, p) in enumerate(msg.get("model_probabilities", {}).items()):
                 for column, value in zip(("t", "model", "name", "p"), (msg["t"], m, name, p)):
                     self.model_probabilities[column].append(value)
