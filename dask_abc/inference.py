@@ -51,6 +51,13 @@ def _population_size(population_size) -> int:
     return int(n)
 
 
+def _model_errors(model_errors) -> str:
+    if model_errors not in MODEL_ERRORS:
+        raise ValueError(f"model_errors must be one of {', '.join(map(repr, MODEL_ERRORS))}, "
+                         f"got {model_errors!r}")
+    return model_errors
+
+
 class ABCSMC:
     """Approximate Bayesian computation by sequential Monte Carlo (pyABC's interface).
 
@@ -116,9 +123,6 @@ class ABCSMC:
                  acceptor: Acceptor | None = None, stop_if_only_single_model_alive: bool = False,
                  max_nr_recorded_particles: float = np.inf, seed: int | None = None,
                  model_errors: str = "raise"):
-        if model_errors not in MODEL_ERRORS:
-            raise ValueError(f"model_errors must be one of {', '.join(map(repr, MODEL_ERRORS))}, "
-                             f"got {model_errors!r}")
         # what is stored with a run, to check a resume against and to resume from alone
         self._setup = dict(
             models=models, parameter_priors=parameter_priors,
@@ -159,7 +163,7 @@ class ABCSMC:
         self.acceptor = to_acceptor(acceptor)
         self.stop_if_only_single_model_alive = stop_if_only_single_model_alive
         self.max_nr_recorded_particles = max_nr_recorded_particles
-        self.model_errors = model_errors
+        self.model_errors = _model_errors(model_errors)
         self.seed = None if seed is None else int(seed)
         self.history: History | None = None
         self._layout: SumStatLayout | None = None
