@@ -75,7 +75,7 @@ def hammer(backend: str, address: str, threads: int, batch: int, seconds: float,
         broker.register(name, {"threads": batch})
         held = broker.claim_many(name, TOKEN, batch)
         while time.monotonic() < stop and held:
-            results = [(start, count, 1, RESULT) for start, count in held]
+            results = [(start, count, 1, 0, RESULT) for start, count in held]
             held = broker.push_many(name, TOKEN, results, batch)
             ranges[i] += len(results)
             calls[i] += 1

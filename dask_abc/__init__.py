@@ -21,7 +21,14 @@ from .distance import (
 from .epsilon import ConstantEpsilon, Epsilon, ListEpsilon, MedianEpsilon, QuantileEpsilon
 from .generation import GenerationSpec
 from .inference import ABCSMC, SetupChangedError
-from .model import FunctionModel, Model, ModelError, VectorizedModel, vectorized
+from .model import (
+    AllEvaluationsFailed,
+    FunctionModel,
+    Model,
+    ModelError,
+    VectorizedModel,
+    vectorized,
+)
 from .model import FunctionModel as SimpleModel
 from .observers import GenerationObserver, GenerationOutcome
 from .parameters import Parameter
@@ -47,6 +54,7 @@ __all__ = [
     "Acceptor",
     "BatchRandom",
     "AdaptivePNormDistance",
+    "AllEvaluationsFailed",
     "BoundedRV",
     "ConstantPopulationSize",
     "ConstantEpsilon",

@@ -30,6 +30,14 @@ from .transition import ModelPerturbationKernel, Transition
 #: Proposal attempts per evaluation before giving up on a prior's support.
 MAX_PROPOSAL_ATTEMPTS = 10_000
 
+#: Failures whose error a batch result keeps (those of the smallest indices), enough for
+#: the first few of a generation, whatever its batches.
+KEPT_FAILURES = 3
+
+
+def _no_failures() -> np.ndarray:
+    return np.zeros(0, dtype=np.int64)
+
 
 @dataclass(kw_only=True)
 class BatchResult(Particles):
@@ -41,10 +49,22 @@ class BatchResult(Particles):
     n_evaluated: int
     all_sum_stats: np.ndarray | None = None  # (n_evaluated, k) when recorded
     seconds: float = 0.0
+    #: the indices whose simulation raised (``model_errors="reject"``), in order
+    failed: np.ndarray = field(default_factory=_no_failures)
+    #: the errors (:meth:`~dask_abc.model.ModelError.brief`) of the first few of them
+    first_failures: tuple[ModelError, ...] = ()
+
+    def __setstate__(self, state: dict) -> None:
+        # checkpoints written before failures were recorded have none
+        self.__dict__.update({"failed": _no_failures(), "first_failures": ()}, **state)
 
     @property
     def stop(self) -> int:
         return self.start + self.n_evaluated
+
+    @property
+    def n_failed(self) -> int:
+        return len(self.failed)
 
     @classmethod
     def concat(cls, batches: Sequence[BatchResult]) -> BatchResult:
@@ -55,12 +75,41 @@ class BatchResult(Particles):
         return cls(start=first.start, n_evaluated=sum(b.n_evaluated for b in batches),
                    all_sum_stats=None if first.all_sum_stats is None else
                    np.concatenate([b.all_sum_stats for b in batches]),
-                   seconds=sum(b.seconds for b in batches), **cls.concat_columns(batches))
+                   seconds=sum(b.seconds for b in batches),
+                   failed=np.concatenate([b.failed for b in batches]),
+                   first_failures=first_failures(batches), **cls.concat_columns(batches))
+
+
+def first_failures(batches: Sequence[BatchResult], below: float = np.inf,
+                   keep: int = KEPT_FAILURES) -> tuple[ModelError, ...]:
+    """The errors of the ``keep`` failures with the smallest indices below ``below`` kept by
+    ``batches``."""
+    errors = sorted((e for b in batches for e in b.first_failures if e.index < below),
+                    key=lambda e: e.index)
+    return tuple(errors[:keep])
 
 
 def _categorical(p: np.ndarray, u: np.ndarray) -> np.ndarray:
     cum = np.cumsum(p)
     return np.minimum(np.searchsorted(cum / cum[-1], u, side="right"), len(p) - 1)
+
+
+class _Failures:
+    """The rows of a range whose simulation raised (``model_errors="reject"``)."""
+
+    def __init__(self, count: int):
+        self.mask = np.zeros(count, dtype=bool)
+        self.errors: list[ModelError] = []
+
+    def add(self, row: int, error: ModelError, X: np.ndarray) -> None:
+        self.mask[row] = True
+        X[row] = np.nan  # no statistics: recorded ones are dropped by the collector
+        self.errors.append(error)
+        if len(self.errors) > KEPT_FAILURES:  # keep those of the smallest indices
+            self.errors = sorted(self.errors, key=lambda e: e.index)[:KEPT_FAILURES]
+
+    def first(self) -> tuple[ModelError, ...]:
+        return tuple(e.brief() for e in sorted(self.errors, key=lambda e: e.index))
 
 
 @dataclass(frozen=True)
@@ -88,6 +137,12 @@ class GenerationSpec:
         Names of the models that draw from numpy's global random state, as found
         by :meth:`check`; None if not known (see
         :meth:`models_drawing_from_global_state`).
+    model_errors : {"raise", "reject"}
+        A simulation that raises: ``"raise"`` a :class:`~dask_abc.model.ModelError`,
+        or ``"reject"`` the evaluation (it counts, is not accepted, and its index is
+        listed in the result's ``failed``). A vectorised model's batch call that raises
+        is then repeated one row at a time (batches of one), so that exactly the rows
+        that fail alone are rejected, whatever the batches.
     """
 
     t: int
@@ -106,6 +161,7 @@ class GenerationSpec:
     acceptor: Acceptor
     record_all_sum_stats: bool = False
     global_rng_models: tuple[str, ...] | None = None
+    model_errors: str = "raise"
     names: list = field(init=False, repr=False)
     max_dim: int = field(init=False, repr=False)
     streams: rng.IndexStreams = field(init=False, repr=False)
@@ -218,7 +274,34 @@ class GenerationSpec:
                              f"the first)\n{traceback.format_exc()}") from e
         return self.layout.flatten_batch(stats, len(indices), who=f"model {model.name!r}")
 
-    def _simulate_rows(self, m, theta, idx, seeds, X, lo: int, hi: int,
+    def _simulate_row(self, m: int, theta, seeds, idx, X, r: int, failures: _Failures) -> None:
+        try:
+            X[r] = self.simulate(m, theta[r], seeds[r], int(idx[r]))
+        except ModelError as error:
+            if self.model_errors == "raise":
+                raise
+            failures.add(r, error, X)
+
+    def _simulate_block(self, m: int, theta, idx, X, rows: np.ndarray,
+                        failures: _Failures) -> None:
+        """Vectorised model ``m`` on ``rows``; if the call raises and failures are rejected,
+        each row again alone, so that exactly the rows that fail alone are rejected."""
+        try:
+            X[rows] = self.simulate_batch(m, theta[rows], idx[rows])
+            return
+        except ModelError as error:
+            if self.model_errors == "raise":
+                raise
+            if len(rows) == 1:
+                failures.add(rows[0], error, X)
+                return
+        for r in rows:
+            try:
+                X[r] = self.simulate_batch(m, theta[r:r + 1], idx[r:r + 1])[0]
+            except ModelError as error:
+                failures.add(r, error, X)
+
+    def _simulate_rows(self, m, theta, idx, seeds, X, lo: int, hi: int, failures: _Failures,
                        stop: Callable[[], bool] | None = None) -> bool:
         """Fill ``X[lo:hi]``: vectorised models once per model, others row by row.
 
@@ -228,7 +311,7 @@ class GenerationSpec:
             for r in range(lo, hi):
                 if stop is not None and stop():
                     return False
-                X[r] = self.simulate(int(m[r]), theta[r], seeds[r], int(idx[r]))
+                self._simulate_row(int(m[r]), theta, seeds, idx, X, r, failures)
             return True
         for j, model in enumerate(self.models):
             rows = lo + np.flatnonzero(m[lo:hi] == j)
@@ -237,11 +320,25 @@ class GenerationSpec:
             if stop is not None and stop():
                 return False
             if model.vectorized:
-                X[rows] = self.simulate_batch(j, theta[rows], idx[rows])
+                self._simulate_block(j, theta, idx, X, rows, failures)
             else:
                 for r in rows:
-                    X[r] = self.simulate(j, theta[r], seeds[r], int(idx[r]))
+                    self._simulate_row(j, theta, seeds, idx, X, r, failures)
         return True
+
+    def _judge(self, X, distances, accepted, failed, block: slice) -> None:
+        """Distances and acceptance of the rows ``block``; a failed row is at distance
+        infinity and never accepted (not even by the calibration's infinite threshold)."""
+        ok = ~failed[block]
+        if ok.all():
+            distances[block] = self.distance.batch(X[block], self.x0, self.t)
+            accepted[block] = self.acceptor.accept(distances[block], self.eps)
+            return
+        distances[block], accepted[block] = np.inf, False
+        rows = block.start + np.flatnonzero(ok)
+        if rows.size:
+            distances[rows] = self.distance.batch(X[rows], self.x0, self.t)
+            accepted[rows] = self.acceptor.accept(distances[rows], self.eps)
 
     def evaluate(self, start: int, count: int, needed: int | None = None,
                  stop: Callable[[], bool] | None = None) -> BatchResult | None:
@@ -269,16 +366,17 @@ class GenerationSpec:
         X = np.empty((count, self.layout.size))
         accepted = np.zeros(count, dtype=bool)
         distances = np.empty(count)
+        failures = _Failures(count)
         pos = n_acc = 0
         while pos < count:
             size = count - pos
             if needed is not None and not self.any_vectorized:
                 size = min(size, max(needed - n_acc, 1))
             block = slice(pos, pos + size)
-            if not self._simulate_rows(m, theta, idx, seeds, X, pos, pos + size, stop):
+            if not self._simulate_rows(m, theta, idx, seeds, X, pos, pos + size, failures,
+                                       stop):
                 return None
-            distances[block] = self.distance.batch(X[block], self.x0, self.t)
-            accepted[block] = self.acceptor.accept(distances[block], self.eps)
+            self._judge(X, distances, accepted, failures.mask, block)
             n_acc += int(accepted[block].sum())
             pos += size
             if needed is not None and n_acc >= needed:
@@ -295,6 +393,8 @@ class GenerationSpec:
             sum_stats=X[acc],
             all_sum_stats=X[:pos] if self.record_all_sum_stats else None,
             seconds=time.perf_counter() - t0,
+            failed=idx[:pos][failures.mask[:pos]],
+            first_failures=failures.first(),
         )
 
     # -- pre-flight ----------------------------------------------------------
@@ -345,7 +445,10 @@ class GenerationSpec:
                         if draws_from_global_state(seed):
                             global_rng.append(model.name)
                 except ModelError as e:
-                    raise _explain_model_error(e, self.names[j]) from e.__cause__
+                    explained = _explain_model_error(e, self.names[j])
+                    if self.model_errors == "reject" and explained is e:
+                        continue  # a parameter it fails for: the run rejects such ones
+                    raise explained from e.__cause__
                 except SumStatError as e:
                     raise SumStatError(f"{e} (parameter {dict(self.parameter(j, theta[0]))})") \
                         from None

@@ -21,7 +21,7 @@ from .acceptor import Acceptor, to_acceptor
 from .distance import Distance, to_distance
 from .epsilon import ConstantEpsilon, Epsilon, MedianEpsilon
 from .generation import GenerationSpec
-from .model import Model, to_model
+from .model import MODEL_ERRORS, Model, to_model
 from .observers import GenerationObserver, GenerationOutcome, Observers
 from .population import Population
 from .progress import GenerationProgress
@@ -49,6 +49,13 @@ def _population_size(population_size) -> int:
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"population_size must be an integer >= 1, got {population_size!r}")
     return int(n)
+
+
+def _model_errors(model_errors) -> str:
+    if model_errors not in MODEL_ERRORS:
+        raise ValueError(f"model_errors must be one of {', '.join(map(repr, MODEL_ERRORS))}, "
+                         f"got {model_errors!r}")
+    return model_errors
 
 
 class ABCSMC:
@@ -86,6 +93,14 @@ class ABCSMC:
     seed : int, optional
         The seed; the whole run depends only on it and the configuration.
         Drawn at random (and stored) if not given.
+    model_errors : {"raise", "reject"}
+        What a simulation that raises does: ``"raise"`` (default) stops the run with a
+        :class:`~dask_abc.ModelError` naming the model and parameter; ``"reject"``
+        counts it as a rejected evaluation (distance infinity), on every sampler
+        alike. Failures are counted per generation (``failed_samples`` of
+        :meth:`History.get_all_populations`) and the first few logged; a
+        generation whose first ``max(population_size, 100)`` evaluations all fail
+        raises :class:`~dask_abc.AllEvaluationsFailed`. See docs/sampling.md.
 
     Examples
     --------
@@ -106,7 +121,8 @@ class ABCSMC:
                  model_perturbation_kernel: ModelPerturbationKernel | None = None,
                  transitions=None, eps=None, sampler: Sampler | None = None,
                  acceptor: Acceptor | None = None, stop_if_only_single_model_alive: bool = False,
-                 max_nr_recorded_particles: float = np.inf, seed: int | None = None):
+                 max_nr_recorded_particles: float = np.inf, seed: int | None = None,
+                 model_errors: str = "raise"):
         # what is stored with a run, to check a resume against and to resume from alone
         self._setup = dict(
             models=models, parameter_priors=parameter_priors,
@@ -115,7 +131,7 @@ class ABCSMC:
             model_perturbation_kernel=model_perturbation_kernel, transitions=transitions,
             eps=eps, acceptor=acceptor,
             stop_if_only_single_model_alive=stop_if_only_single_model_alive,
-            max_nr_recorded_particles=max_nr_recorded_particles)
+            max_nr_recorded_particles=max_nr_recorded_particles, model_errors=model_errors)
         self.models: list[Model] = [to_model(m, i) for i, m in enumerate(_as_list(models))]
         self.parameter_priors: list[Distribution] = _as_list(parameter_priors)
         n_models = len(self.models)
@@ -147,6 +163,7 @@ class ABCSMC:
         self.acceptor = to_acceptor(acceptor)
         self.stop_if_only_single_model_alive = stop_if_only_single_model_alive
         self.max_nr_recorded_particles = max_nr_recorded_particles
+        self.model_errors = _model_errors(model_errors)
         self.seed = None if seed is None else int(seed)
         self.history: History | None = None
         self._layout: SumStatLayout | None = None
@@ -208,7 +225,8 @@ class ABCSMC:
             transitions=fitted or [None] * len(self.models),
             summary_statistics=self.summary_statistics, distance=self.distance_function,
             layout=self._layout, x0=self._x0, eps=eps, acceptor=self.acceptor,
-            record_all_sum_stats=record_all, global_rng_models=self._global_rng_models)
+            record_all_sum_stats=record_all, global_rng_models=self._global_rng_models,
+            model_errors=self.model_errors)
 
     def _open(self, db) -> History:
         if isinstance(db, History):
@@ -347,6 +365,8 @@ class ABCSMC:
             "models", "parameter_priors", "distance_function", "population_size",
             "summary_statistics", "model_prior", "model_perturbation_kernel", "transitions",
             "eps", "acceptor", "stop_if_only_single_model_alive", "max_nr_recorded_particles")}
+        if self.model_errors != "raise":  # so that runs stored before it existed still match
+            setup["model_errors"] = self.model_errors
         return {key: fingerprint.describe(value) for key, value in setup.items()}
 
     def _store_setup(self, history: History, description: dict) -> None:
@@ -417,7 +437,8 @@ class ABCSMC:
             self._observers.on_end(self._outcome(-1, np.inf, f"eps(0) = {self.eps(0):.4g}"))
             self.history.store_calibration(
                 sample.n_evaluations, time.perf_counter() - start, theta=sample.theta,
-                sum_stats=stats, evaluations_performed=sample.evaluations_performed)
+                sum_stats=stats, evaluations_performed=sample.evaluations_performed,
+                failed_samples=sample.failed_samples)
             logger.info("calibration: %d prior samples, eps(0) = %.4g (%.2f s)",
                         sample.n_evaluations, self.eps(0), time.perf_counter() - start)
 
@@ -443,13 +464,16 @@ class ABCSMC:
             observers.on_end(self._outcome(spec.t, spec.eps, None))
             raise
         observers.on_sampled(sample)
+        _log_failures(spec.t, sample)
         return sample
 
     def _outcome(self, t: int, eps: float, summary: str | None,
-                 population: Population | None = None, seconds: float = 0.0):
+                 population: Population | None = None, seconds: float = 0.0,
+                 failed_samples: int = 0):
         return GenerationOutcome(t, eps, summary, population, seconds,
                                  [m.name for m in self.models],
-                                 [p.get_parameter_names() for p in self.parameter_priors])
+                                 [p.get_parameter_names() for p in self.parameter_priors],
+                                 failed_samples)
 
     def _prepare_epsilon(self, t: int, population: Population) -> None:
         distances = self.distance_function.batch(population.sum_stats, self._x0, t)
@@ -580,17 +604,20 @@ class ABCSMC:
         seconds = time.perf_counter() - start
         self.history.append_population(
             t, population, epsilon=eps, evaluations_performed=sample.evaluations_performed,
-            seconds=seconds, state={"distance": self.distance_function.get_state(t),
-                                    "next_distance": self.distance_function.get_state(t + 1)})
+            failed_samples=sample.failed_samples, seconds=seconds,
+            state={"distance": self.distance_function.get_state(t),
+                   "next_distance": self.distance_function.get_state(t + 1)})
         self._population = population
         probs = ""
         if len(self.models) > 1:
             probs = ", p(m) " + " ".join(f"{p:.3f}" for p in population.model_probabilities)
+        failed = f", {sample.failed_samples} failed" if sample.failed_samples else ""
         summary = (f"eps={eps:.4g}, accepted {n}/{population.samples} "
-                   f"({100 * population.acceptance_rate:.2f}%), ESS {population.ess:.1f}, "
-                   f"{seconds:.2f} s{probs}")
+                   f"({100 * population.acceptance_rate:.2f}%){failed}, "
+                   f"ESS {population.ess:.1f}, {seconds:.2f} s{probs}")
         logger.info("t=%d: %s", t, summary)
-        self._observers.on_end(self._outcome(t, eps, summary, population, seconds))
+        self._observers.on_end(self._outcome(t, eps, summary, population, seconds,
+                                             sample.failed_samples))
         return None
 
     def _stop_reason(self, t, minimum_epsilon, min_eps_diff, min_acceptance_rate,
@@ -617,3 +644,16 @@ class ABCSMC:
             if elapsed > max_walltime:
                 return f"wall time {elapsed} > max_walltime {max_walltime}"
         return None
+
+
+def _log_failures(t: int, sample) -> None:
+    """Log how many evaluations of generation ``t`` failed (``model_errors="reject"``),
+    with the errors of the first few."""
+    if not sample.failed_samples:
+        return
+    first = "\n  ".join(f"evaluation {e.index}: model {e.model!r} with parameter "
+                        f"{e.parameter}: {e.cause}" for e in sample.first_failures)
+    logger.warning("%s: %d of %d evaluations failed and were rejected "
+                   "(model_errors='reject'); the first:\n  %s",
+                   "calibration" if t < 0 else f"t={t}", sample.failed_samples,
+                   sample.n_evaluations, first)

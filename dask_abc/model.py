@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import traceback
 from collections.abc import Callable
 
 import numpy as np
@@ -33,6 +34,49 @@ class ModelError(RuntimeError):
 
     def __reduce__(self):
         return ModelError, (self.model, self.parameter, self.index, self.t, self.cause)
+
+    def brief(self) -> ModelError:
+        """The same failure with only its exception's message as the cause (no traceback):
+        what a rejected evaluation keeps, small enough to travel with every result."""
+        cause = self.__cause__
+        message = ("".join(traceback.format_exception_only(cause)).strip() if cause is not None
+                   else self.cause)
+        return ModelError(self.model, self.parameter, self.index, self.t, message)
+
+
+class AllEvaluationsFailed(ModelError):
+    """Every one of the first evaluations of a generation failed (``model_errors="reject"``):
+    the model raises whatever the parameter, so the run cannot go on.
+
+    The attributes are those of the first failure (:class:`ModelError`), plus
+    ``evaluations``, the number of evaluations that all failed.
+
+    Examples
+    --------
+    >>> error = AllEvaluationsFailed("ode", {"k": 1.5}, 0, 2, "ValueError: diverged", 100)
+    >>> str(error).splitlines()[0][:60]
+    'all of the first 100 evaluations of generation 2 failed: mod'
+    """
+
+    def __init__(self, model: str, parameter: dict, index: int, t: int, cause: str,
+                 evaluations: int):
+        super().__init__(model, parameter, index, t, cause)
+        self.evaluations = evaluations
+        generation = "the calibration sample" if t < 0 else f"generation {t}"
+        RuntimeError.__init__(
+            self, f"all of the first {evaluations} evaluations of {generation} failed: "
+            f"model {model!r} raises for every parameter tried, e.g. at evaluation {index} "
+            f"with parameter {self.parameter}:\n{cause}\n"
+            "Check the model (and its prior): model_errors='reject' skips failing "
+            "parameters, but here none succeeds.")
+
+    def __reduce__(self):
+        return AllEvaluationsFailed, (self.model, self.parameter, self.index, self.t,
+                                      self.cause, self.evaluations)
+
+
+#: The values of ``ABCSMC(model_errors=...)``: what a simulation that raises does.
+MODEL_ERRORS = ("raise", "reject")
 
 
 class Model:

@@ -115,6 +115,8 @@ class GenerationOutcome:
         Wall time of the generation.
     model_names, parameter_names
         The models' names and each model's parameter names.
+    failed_samples : int
+        Failed evaluations among those the generation counts (``model_errors="reject"``).
 
     Examples
     --------
@@ -129,6 +131,7 @@ class GenerationOutcome:
     seconds: float = 0.0
     model_names: Sequence[str] = ()
     parameter_names: Sequence[Sequence[str]] = field(default_factory=tuple)
+    failed_samples: int = 0
 
     @property
     def failed(self) -> bool:

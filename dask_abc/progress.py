@@ -10,8 +10,8 @@ from .observers import GenerationObserver, GenerationOutcome
 
 class GenerationProgress(GenerationObserver):
     """Progress bars of a run's generations (tqdm's, the notebook widget in Jupyter):
-    accepted i/n, evaluations, acceptances per second; a finished generation's bar
-    keeps its summary.
+    accepted i/n, evaluations (and how many failed, with ``model_errors="reject"``),
+    acceptances per second; a finished generation's bar keeps its summary.
 
     A bar counts every accepted evaluation that has returned, also beyond the
     contiguous prefix that decides the population, so it may briefly show more
@@ -43,18 +43,21 @@ class GenerationProgress(GenerationObserver):
         self.n = n
         self.accepted = sum(b.n_accepted for b in restored)
         self.evaluations = sum(b.n_evaluated for b in restored)
+        self.failed = sum(b.n_failed for b in restored)
         name = "calibration" if t < 0 else f"t={t}"
         self.bar = tqdm(total=n, initial=min(self.accepted, n), desc=name, unit=" accepted",
                         leave=True, dynamic_ncols=True, file=self.file)
         self._show()
 
     def _show(self) -> None:
-        self.bar.set_postfix_str(f"{self.evaluations} evaluations", refresh=False)
+        failed = f", {self.failed} failed" if self.failed else ""
+        self.bar.set_postfix_str(f"{self.evaluations} evaluations{failed}", refresh=False)
 
     def on_batch(self, batch: BatchResult) -> None:
         before = min(self.accepted, self.n)
         self.accepted += batch.n_accepted
         self.evaluations += batch.n_evaluated
+        self.failed += batch.n_failed
         self._show()
         self.bar.update(min(self.accepted, self.n) - before)
 

@@ -5,6 +5,11 @@ smallest indices; its evaluation count is the n-th accepted index + 1. A
 :class:`SampleCollector` tracks which index ranges have been evaluated and is
 done as soon as the contiguous prefix ``[0, P)`` holds ``n`` acceptances (or
 reaches ``max_eval``).
+
+With ``model_errors="reject"`` a generation's failed evaluations are those among its
+first ``n_evaluations`` (the evaluations that count as its cost, identical for every
+sampler); a generation whose first ``max(n, 100)`` evaluations (at most ``max_eval``)
+all fail raises :class:`~dask_abc.model.AllEvaluationsFailed`.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .generation import BatchResult
+from .generation import BatchResult, first_failures
+from .model import AllEvaluationsFailed, ModelError
 from .particles import Particles
 from .ranges import pop_consecutive
 
@@ -30,6 +36,8 @@ class Sample(Particles):
     all_sum_stats: np.ndarray | None
     complete: bool  # n accepted before max_eval
     evaluations_performed: int  # everything that ran, excess included
+    failed_samples: int  # failed evaluations among the first n_evaluations
+    first_failures: tuple[ModelError, ...]  # the errors of the first few of them
 
 
 class SampleCollector:
@@ -76,6 +84,10 @@ class SampleCollector:
         self._waiting_starts: list[int] = []  # sorted keys of _waiting
         self._batches: list[BatchResult] = []  # batches inside the prefix
         self.n_batches = 0
+        # the first evaluations that, if all of them fail, end the run
+        self.failure_window = int(min(max(n, 100), max_eval))
+        self._window_failed = 0  # failures among them, in the prefix
+        self.all_failed = False
         self.n_restored = 0  # evaluations restored from a checkpoint
         self.on_batch = None
         for batch in sorted(restored, key=lambda b: b.start):
@@ -85,7 +97,8 @@ class SampleCollector:
 
     @property
     def done(self) -> bool:
-        return self.prefix_accepted >= self.n or self.prefix >= self.max_eval
+        return (self.prefix_accepted >= self.n or self.prefix >= self.max_eval
+                or self.all_failed)
 
     @property
     def n_accepted(self) -> int:
@@ -132,6 +145,9 @@ class SampleCollector:
             self._batches.append(b)
             self.prefix = b.stop
             self.prefix_accepted += b.n_accepted
+            self._window_failed += int(np.count_nonzero(b.failed < self.failure_window))
+            self.all_failed = (self.prefix >= self.failure_window
+                               and self._window_failed >= self.failure_window)
 
     def fit_range(self, start: int, count: int) -> tuple[int, int]:
         """The range to hand out instead of ``[start, start + count)``: moved past indices
@@ -155,15 +171,25 @@ class SampleCollector:
     def result(self) -> Sample:
         if not self.done:
             raise RuntimeError("SampleCollector.result() before the population is complete")
+        if self.all_failed:
+            first, = first_failures(self._batches, keep=1)
+            raise AllEvaluationsFailed(first.model, first.parameter, first.index, first.t,
+                                       first.cause, self.failure_window)
         b = BatchResult.concat(self._batches)
         n = self.n
         complete = b.n_accepted >= n
         n_eval = int(b.index[n - 1]) + 1 if complete else int(min(self.prefix, self.max_eval))
         keep = slice(0, n) if complete else np.flatnonzero(b.index < n_eval)
+        failed = b.failed[b.failed < n_eval]  # the prefix starts at index 0
+        all_sum_stats = None
+        if b.all_sum_stats is not None:  # failed evaluations have no statistics
+            all_sum_stats = np.delete(b.all_sum_stats[:n_eval], failed, axis=0)
         return Sample(
             n_evaluations=n_eval,
-            all_sum_stats=None if b.all_sum_stats is None else b.all_sum_stats[:n_eval],
+            all_sum_stats=all_sum_stats,
             complete=complete,
             evaluations_performed=self.evaluations_performed,
+            failed_samples=len(failed),
+            first_failures=first_failures(self._batches, below=n_eval),
             **b.columns(keep),
         )

@@ -23,11 +23,13 @@ def weighted_mean_sd(history, m=0, t=None, name="theta"):
 
 
 def assert_histories_equal(h1, h2):
-    """Same generations, epsilons, evaluation counts, particles, weights, distances."""
+    """Same generations, epsilons, evaluation counts (and failed ones), particles, weights,
+    distances."""
     assert h1.max_t == h2.max_t
     p1, p2 = h1.get_all_populations(), h2.get_all_populations()
     assert p1["t"].tolist() == p2["t"].tolist()
     assert p1["samples"].tolist() == p2["samples"].tolist()
+    assert p1["failed_samples"].tolist() == p2["failed_samples"].tolist()
     assert p1["epsilon"].tolist() == p2["epsilon"].tolist()
     assert h1.total_nr_simulations == h2.total_nr_simulations
     for t in range(h1.max_t + 1):

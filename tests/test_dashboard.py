@@ -107,18 +107,22 @@ def test_state_from_events():
     state.update({"kind": "start", "run": "run 1"})
     state.update({"kind": "status", "generation": 0, "accepted": 10, "population": 20})
     state.update({"kind": "generation", "t": 0, "epsilon": 1.5, "acceptance_rate": 0.5,
-                  "ess": 18.0, "samples": 40, "seconds": 0.1,
+                  "ess": 18.0, "samples": 40, "failed_samples": 3, "seconds": 0.1,
                   "model_probabilities": {"a": 0.25, "b": 0.75},
                   "posterior": [{"model": "a", "parameter": "x", "edges": [0.0, 1.0, 2.0],
                                  "density": [0.5, 0.5]}]})
     assert state.status["run"] == ["run 1"] and state.status["accepted"] == [10]
     assert state.generations["epsilon"] == [1.5]
+    assert state.generations["failed_samples"] == [3]
     assert state.model_probabilities == {"t": [0, 0], "model": [0, 1], "name": ["a", "b"],
                                          "p": [0.25, 0.75]}
     assert state.posterior == {"name": ["a: x"] * 2, "model": ["a"] * 2,
                                "parameter": ["x"] * 2, "left": [0.0, 1.0],
                                "right": [1.0, 2.0], "density": [0.5, 0.5]}
     assert state.marginals() == [("a", "x")]
+    state.update({"kind": "generation", "t": 1, "epsilon": 1.0, "acceptance_rate": 0.5,
+                  "ess": 18.0, "samples": 40, "seconds": 0.1})  # from an older dask-abc
+    assert state.generations["failed_samples"] == [3, None]
 
 
 def test_posterior_names_split_at_the_model():

@@ -121,8 +121,10 @@ def test_unsupported_url(tmp_path):
 
 def test_populations_table(history):
     pops = history.get_all_populations()
-    assert list(pops.columns) == ["t", "population_end_time", "samples", "epsilon", "particles"]
+    assert list(pops.columns) == ["t", "population_end_time", "samples", "epsilon", "particles",
+                                  "failed_samples"]
     assert pops["t"].tolist() == [-1, 0, 1, 2]
+    assert pops["failed_samples"].tolist() == [0, 0, 0, 0]  # the model never raises
     assert pops["particles"].tolist() == [0, N_POP, N_POP, N_POP]
     assert np.isinf(pops["epsilon"].iloc[0])
     eps = pops["epsilon"].iloc[1:].to_numpy()

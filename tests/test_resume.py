@@ -382,6 +382,7 @@ def test_a_version_1_database_is_migrated(tmp_path, monkeypatch):
                        "UPDATE dask_abc_meta SET value='1' WHERE key='schema_version';")
     for column in ("setup", "setup_description", "setup_hash", "run_call"):
         conn.execute(f"ALTER TABLE abc_runs DROP COLUMN {column}")
+    conn.execute("ALTER TABLE populations DROP COLUMN failed_samples")  # added in version 3
     conn.close()
     smc = resume_models.make_abcsmc(SingleCoreSampler())
     smc.load(f"sqlite:///{db}", 1)  # no stored setup: not checked

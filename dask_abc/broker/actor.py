@@ -45,25 +45,23 @@ def unpack_ranges(data: bytes) -> list[tuple[int, int]]:
 
 
 def pack_results(results) -> tuple[bytes, bytes]:
-    """``(start, count, accepted, data)`` of ranges as an int64 header and the data
-    concatenated.
+    """``(start, count, accepted, failed, data)`` of ranges as an int64 header and the
+    data concatenated.
 
     Examples
     --------
-    >>> unpack_results(*pack_results([(0, 5, 1, b"ab"), (5, 3, 0, b"c")]))
-    [(0, 5, 1, b'ab'), (5, 3, 0, b'c')]
+    >>> unpack_results(*pack_results([(0, 5, 1, 0, b"ab"), (5, 3, 0, 2, b"c")]))
+    [(0, 5, 1, 0, b'ab'), (5, 3, 0, 2, b'c')]
     """
-    header = np.array([(start, count, accepted, len(data))
-                       for start, count, accepted, data in results], dtype=np.int64)
-    return header.reshape(-1, 4).tobytes(), b"".join(data for *_, data in results)
+    header = np.array([(*counts, len(data)) for *counts, data in results], dtype=np.int64)
+    return header.reshape(-1, 5).tobytes(), b"".join(data for *_, data in results)
 
 
-def unpack_results(header: bytes, blob: bytes) -> list[tuple[int, int, int, bytes]]:
-    """The ``(start, count, accepted, data)`` of :func:`pack_results`."""
+def unpack_results(header: bytes, blob: bytes) -> list[tuple[int, int, int, int, bytes]]:
+    """The ``(start, count, accepted, failed, data)`` of :func:`pack_results`."""
     results, offset = [], 0
-    for start, count, accepted, size in np.frombuffer(header, dtype=np.int64).reshape(
-            -1, 4).tolist():
-        results.append((start, count, accepted, blob[offset:offset + size]))
+    for *counts, size in np.frombuffer(header, dtype=np.int64).reshape(-1, 5).tolist():
+        results.append((*counts, blob[offset:offset + size]))
         offset += size
     return results
 

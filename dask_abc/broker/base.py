@@ -104,17 +104,20 @@ class Broker:
         raise NotImplementedError
 
     def push(self, worker: str, token: str, start: int, count: int, accepted: int,
-             result: bytes) -> bool:
-        return self._call("push", worker, token, start, count, accepted, result)
+             result: bytes, failed: int = 0) -> bool:
+        return self._call("push", worker, token, start, count, accepted, result, failed)
 
     def push_and_claim(self, worker: str, token: str, start: int, count: int, accepted: int,
-                       result: bytes) -> tuple[int, int] | None:
-        return self._call("push_and_claim", worker, token, start, count, accepted, result)
+                       result: bytes, failed: int = 0) -> tuple[int, int] | None:
+        return self._call("push_and_claim", worker, token, start, count, accepted, result,
+                          failed)
 
-    def push_many(self, worker: str, token: str, results: list[tuple[int, int, int, bytes]],
+    def push_many(self, worker: str, token: str,
+                  results: list[tuple[int, int, int, int, bytes]],
                   claim: int = 0) -> list[tuple[int, int]] | None:
-        """Deliver ``(start, count, accepted, result)`` of several ranges and claim up to
-        ``claim`` ranges, in one call; None if ``token`` is not the running generation."""
+        """Deliver ``(start, count, accepted, failed, result)`` of several ranges (``failed``:
+        the evaluations whose simulation raised) and claim up to ``claim`` ranges, in one
+        call; None if ``token`` is not the running generation."""
         ranges = self._call("push_many", worker, token, [tuple(r) for r in results], claim)
         return None if ranges is None else [tuple(r) for r in ranges]
 

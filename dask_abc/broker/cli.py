@@ -102,7 +102,8 @@ def _serve(options: argparse.Namespace) -> int:
     except BrokerError as error:
         logger.error("%s", error)
         return 1
-    worker = BrokerWorker(broker, runtime=runtime, threads=options.threads)
+    worker = BrokerWorker(broker, runtime=runtime, threads=options.threads,
+                          catch=options.catch)
     exit_code = [1]  # unless run() returns
 
     def work() -> None:
@@ -149,6 +150,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _boolean(text: str) -> bool:
+    """An argparse type: true/false, yes/no, 1/0 (pyABC's ``--catch False``)."""
+    value = {"true": True, "yes": True, "1": True, "false": False, "no": False,
+             "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"not true or false: {text!r}")
+    return value
+
+
 def worker_main(argv: list[str] | None = None) -> int:
     """``dask-abc-worker``: evaluate ranges for whichever master runs, for ``--runtime``."""
     parser = argparse.ArgumentParser(
@@ -167,6 +177,13 @@ def worker_main(argv: list[str] | None = None) -> int:
         "give P*N slots. Models must then draw from their `rng` argument: numpy's "
         "global random state (np.random.*) is shared by the threads, so such a model "
         "is not reproducible (the worker warns, naming it)")
+    parser.add_argument(
+        "--catch", type=_boolean, nargs="?", const=True, default=None, metavar="BOOL",
+        help="pyABC's flag (whether failing simulations are caught), accepted for "
+        "compatibility: here the run decides, by ABCSMC(model_errors=...): 'reject' "
+        "rejects failing simulations (like --catch true), 'raise' stops the run with the "
+        "error (like --catch false), so that every worker treats them alike; the worker "
+        "warns when the flag disagrees with the run")
     options = parser.parse_args(argv)
     if options.processes <= 1:
         return _serve(options)

@@ -2,7 +2,8 @@
 workers whose length does not grow with their number.
 
 The first line is pyABC's ``Workers=… Evaluations=… Acceptances=i/n`` (scripts parse
-it), followed by the running generation. Then, instead of one entry per worker, the
+it), followed by the running generation and, with ``model_errors="reject"``, how many
+of its evaluations returned so far failed (``failures``). Then, instead of one entry per worker, the
 distribution of evaluations over workers (min, median, max) with the slowest named,
 and the same per host once the workers span several hosts.
 
@@ -51,6 +52,8 @@ def info_text(status: dict | None, slowest: int = SLOWEST) -> str:
     Workers=3 Evaluations=60 Acceptances=7/10 (generation 2, acceptance rate 11.7%, epsilon 0.5)
     Evaluations per worker: min 5, median 25, max 30 (3 workers on 2 hosts); slowest: b-1-0000cc 5
     Evaluations per host: min 5, median 30, max 55 (2 hosts); slowest: b 5 (1 worker)
+    >>> info_text({**status, "failures": 4, "per_worker": {}}).split(", ")[-1]
+    '4 failed)'
     >>> info_text(None)
     'Workers=None Evaluations=None Acceptances=None/None'
     """
@@ -60,6 +63,8 @@ def info_text(status: dict | None, slowest: int = SLOWEST) -> str:
             if status["evaluations"] else "")
     if status.get("epsilon") is not None:
         rate += f", epsilon {status['epsilon']:.4g}"
+    if status.get("failures"):  # model_errors="reject": failed evaluations, excess included
+        rate += f", {status['failures']} failed"
     lines = [f"Workers={status['workers']} Evaluations={status['evaluations']} "
              f"Acceptances={status['acceptances']}/{status['n']} "
              f"(generation {status['t']}{rate})"]

@@ -85,7 +85,7 @@ end
 local function claim(worker, token)
   return claim_many(worker, token, 1)[1] or false
 end
-local function push(worker, token, start, count, accepted, result)
+local function push(worker, token, start, count, accepted, result, failed)
   redis.call('HDEL', lease_key(worker), start)
   redis.call('HINCRBY', P .. ':worker-evaluations', worker, count)
   if current() ~= token then return 0 end
@@ -96,6 +96,7 @@ local function push(worker, token, start, count, accepted, result)
   redis.call('RPUSH', P .. ':results', result)
   redis.call('HINCRBY', P .. ':counters', 'evaluations', count)
   redis.call('HINCRBY', P .. ':counters', 'acceptances', accepted)
+  redis.call('HINCRBY', P .. ':counters', 'failures', failed or 0)
   return 1
 end
 """
@@ -203,19 +204,21 @@ local running = current() == ARGV[3] and 1 or 0
 local claimed = claim_many(ARGV[2], ARGV[3], tonumber(ARGV[4]))
 return {running, last_event('queue'), unpack(claimed)}
 """,
-    # ARGV: P, worker, token, start, count, accepted, result
+    # ARGV: P, worker, token, start, count, accepted, result, failed
     "push": """
-return push(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+return push(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 """,
-    # ARGV: P, worker, token, start, count, accepted, result
+    # ARGV: P, worker, token, start, count, accepted, result, failed
     "push_and_claim": """
-push(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+push(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 return claim(ARGV[2], ARGV[3])
 """,
-    # ARGV: P, worker, token, claim, then start, count, accepted, result per range
+    # ARGV: P, worker, token, claim, then start, count, accepted, failed, result per range
     # {running (0/1), range...}
     "push_many": """
-for i = 5, #ARGV, 4 do push(ARGV[2], ARGV[3], ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]) end
+for i = 5, #ARGV, 5 do
+  push(ARGV[2], ARGV[3], ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 4], ARGV[i + 3])
+end
 local running = current() == ARGV[3] and 1 or 0
 return {running, unpack(claim_many(ARGV[2], ARGV[3], tonumber(ARGV[4])))}
 """,
@@ -373,6 +376,7 @@ class RedisBroker(Broker):
                   "threads": max([*threads, 1 if unregistered else 0]),
                   "evaluations": int(counters.get(b"evaluations", 0)),
                   "acceptances": int(counters.get(b"acceptances", 0)),
+                  "failures": int(counters.get(b"failures", 0)),
                   "n": int(gen["n"]) if "n" in gen else None,
                   "t": int(gen["t"]) if "t" in gen else None,
                   "epsilon": float(gen["epsilon"]) if gen.get("epsilon") else None,
@@ -449,11 +453,12 @@ class RedisBroker(Broker):
         claimed = self._call("claim", worker, token)
         return _range(claimed) if claimed else None
 
-    def push(self, worker, token, start, count, accepted, result):
-        return bool(self._call("push", worker, token, start, count, accepted, result))
+    def push(self, worker, token, start, count, accepted, result, failed=0):
+        return bool(self._call("push", worker, token, start, count, accepted, result, failed))
 
-    def push_and_claim(self, worker, token, start, count, accepted, result):
-        claimed = self._call("push_and_claim", worker, token, start, count, accepted, result)
+    def push_and_claim(self, worker, token, start, count, accepted, result, failed=0):
+        claimed = self._call("push_and_claim", worker, token, start, count, accepted, result,
+                             failed)
         return _range(claimed) if claimed else None
 
     def close(self):

@@ -79,6 +79,7 @@ class BrokerState:
         self.results: list[bytes] = []
         self.evaluations = 0
         self.acceptances = 0
+        self.failures = 0  # evaluations whose simulation raised (model_errors="reject")
         self.workers: dict[str, WorkerInfo] = {}
         self.stop_requested = False
         self.generation_version = 0  # moves when the generation or the stop flag changes
@@ -113,7 +114,7 @@ class BrokerState:
         self.returned.clear()
         self.requeued.clear()
         self.results.clear()
-        self.evaluations = self.acceptances = 0
+        self.evaluations = self.acceptances = self.failures = 0
         for worker in self.workers.values():
             worker.leases.clear()
         self._generation_changed()
@@ -190,6 +191,7 @@ class BrokerState:
             threads = max(threads, worker.slots)
         status = {"workers": len(self.workers), "slots": slots, "threads": threads,
                   "evaluations": self.evaluations, "acceptances": self.acceptances,
+                  "failures": self.failures,
                   "n": self.n, "t": self.t, "epsilon": self.epsilon,
                   "running": self.token is not None, "owner": self.owner,
                   "stop": self.stop_requested, "queued": len(self.queue)}
@@ -259,8 +261,9 @@ class BrokerState:
         return ranges
 
     def push(self, worker: str, token: str, start: int, count: int, accepted: int,
-             result: bytes) -> bool:
-        """Deliver a range's result; False if it is late (dropped)."""
+             result: bytes, failed: int = 0) -> bool:
+        """Deliver a range's result (``failed``: its evaluations whose simulation raised);
+        False if it is late (dropped)."""
         known = self.workers.get(worker)
         if known is not None:
             known.leases.pop(start, None)
@@ -275,21 +278,24 @@ class BrokerState:
         self.results.append(result)
         self.evaluations += count
         self.acceptances += accepted
+        self.failures += failed
         return True
 
     def push_and_claim(self, worker: str, token: str, start: int, count: int, accepted: int,
-                       result: bytes) -> tuple[int, int] | None:
+                       result: bytes, failed: int = 0) -> tuple[int, int] | None:
         """:meth:`push`, then :meth:`claim`: a busy worker's one call per range."""
-        self.push(worker, token, start, count, accepted, result)
+        self.push(worker, token, start, count, accepted, result, failed)
         return self.claim(worker, token)
 
-    def push_many(self, worker: str, token: str, results: list[tuple[int, int, int, bytes]],
+    def push_many(self, worker: str, token: str,
+                  results: list[tuple[int, int, int, int, bytes]],
                   claim: int = 0) -> list[tuple[int, int]] | None:
-        """:meth:`push` of every ``(start, count, accepted, result)``, then
+        """:meth:`push` of every ``(start, count, accepted, failed, result)``, then
         :meth:`claim_many` of up to ``claim`` ranges: a worker process's one call for
         all the ranges its threads finished and all its idle threads."""
-        for start, count, accepted, result in results:
-            self.push(worker, token, int(start), int(count), int(accepted), result)
+        for start, count, accepted, failed, result in results:
+            self.push(worker, token, int(start), int(count), int(accepted), result,
+                      int(failed))
         return self.claim_many(worker, token, claim)
 
     def report_failure(self, worker: str, token: str, failure: bytes) -> None:

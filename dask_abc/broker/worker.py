@@ -56,19 +56,20 @@ class Tally:
         self.reset()
 
     def reset(self) -> None:
-        self.ranges = self.evaluations = self.accepted = 0
+        self.ranges = self.evaluations = self.accepted = self.failed = 0
         self.started = time.monotonic()
 
-    def add(self, evaluations: int, accepted: int) -> None:
+    def add(self, evaluations: int, accepted: int, failed: int) -> None:
         self.ranges += 1
         self.evaluations += evaluations
         self.accepted += accepted
+        self.failed += failed
 
     def log_and_reset(self) -> None:
         if self.ranges:
-            logger.info("generation %s: %d ranges, %d evaluations, %d accepted in %.1f s",
-                        self.t, self.ranges, self.evaluations, self.accepted,
-                        time.monotonic() - self.started)
+            logger.info("generation %s: %d ranges, %d evaluations (%d failed), %d accepted in "
+                        "%.1f s", self.t, self.ranges, self.evaluations, self.failed,
+                        self.accepted, time.monotonic() - self.started)
         self.reset()
 
 
@@ -105,6 +106,11 @@ class BrokerWorker:
         models that release the GIL (external programs, C extensions, sleeps); a model
         that draws from numpy's global random state is then not reproducible, and the
         worker warns once per such model (give the model an ``rng`` argument).
+    catch : bool, optional
+        pyABC's ``--catch``: whether failing simulations are caught. The run decides
+        (``ABCSMC(model_errors=...)``: ``"reject"`` catches them, ``"raise"`` stops the
+        run), so that every worker treats them alike; the worker warns once when this
+        disagrees with the run. None: no opinion.
 
     Examples
     --------
@@ -115,12 +121,14 @@ class BrokerWorker:
     """
 
     def __init__(self, broker: Broker, runtime: float = 7200.0, name: str | None = None,
-                 threads: int = 1):
+                 threads: int = 1, catch: bool | None = None):
         if int(threads) < 1:
             raise ValueError(f"threads must be at least 1, got {threads!r}")
         self.broker = broker
         self.runtime = float(runtime)
         self.threads = int(threads)
+        self.catch = catch
+        self._catch_warned: set[str] = set()  # model_errors settings warned about
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.info = {"host": socket.gethostname(), "pid": os.getpid(), "threads": self.threads}
         self.heartbeat_seconds = float(config.get("broker.heartbeat-seconds"))
@@ -136,7 +144,8 @@ class BrokerWorker:
         # guarded by _lock:
         self._generation: _Generation | None = None  # what the threads work on
         self._work: deque[tuple[_Generation, int, int]] = deque()  # claimed, not started
-        self._outbox: list[tuple[_Generation, int, int, int, bytes]] = []  # to push
+        # to push: (generation, start, count, accepted, failed, result)
+        self._outbox: list[tuple[_Generation, int, int, int, int, bytes]] = []
         self._idle = 0  # evaluation threads waiting for a range
         self._busy = 0  # evaluation threads with a range in hand
         self._requested = 0  # ranges asked for by calls in flight
@@ -258,11 +267,23 @@ class BrokerWorker:
                 f"worker {self.name} cannot load generation {t}: {error!r}; "
                 "the model's module must be importable by the worker (PYTHONPATH), "
                 "or the model defined in the master's script"))
+        if generation.usable:
+            self._check_catch(generation.spec.model_errors)
         if generation.usable and self.threads > 1:
             self._warn_global_state(generation)
         with self._lock:
             self._generation = generation
             self._lock.notify_all()
+
+    def _check_catch(self, model_errors: str) -> None:
+        """Warn once per setting if ``--catch`` disagrees with the run's ``model_errors``."""
+        if self.catch is None or self.catch == (model_errors == "reject") \
+                or model_errors in self._catch_warned:
+            return
+        self._catch_warned.add(model_errors)
+        logger.warning("--catch %s, but the run has model_errors=%r, which decides: failing "
+                       "simulations %s", self.catch, model_errors,
+                       "are rejected" if model_errors == "reject" else "stop the run")
 
     def _warn_global_state(self, generation: _Generation) -> None:
         """Warn once per model that draws from numpy's global random state, which this
@@ -456,7 +477,7 @@ class BrokerWorker:
             finally:
                 with self._lock:
                     if done is not None:
-                        generation.tally.add(count, done[0])
+                        generation.tally.add(count, *done[:2])
                         self.ranges_evaluated += 1
                         self._outbox.append((generation, start, count, *done))
                     self._busy -= 1
@@ -464,8 +485,9 @@ class BrokerWorker:
                     self._lock.notify_all()
 
     def _evaluate(self, generation: _Generation, start: int,
-                  count: int) -> tuple[int, bytes] | None:
-        """Evaluate a range: its acceptances and pickled result, or None if abandoned."""
+                  count: int) -> tuple[int, int, bytes] | None:
+        """Evaluate a range: its acceptances, failures and pickled result, or None if
+        abandoned."""
         stop = functools.partial(self._abandon, generation)
         if stop():  # over, failed here (the master raises), or the exit gives it back
             return None
@@ -476,7 +498,7 @@ class BrokerWorker:
             return None
         if result is None:  # the generation ended, or an interrupt
             return None
-        return result.n_accepted, pickle.dumps(result, protocol=5)
+        return result.n_accepted, result.n_failed, pickle.dumps(result, protocol=5)
 
     def _abandon(self, generation: _Generation) -> bool:
         return (self._interrupted.is_set() or generation.failed

@@ -34,8 +34,9 @@ function counter(d, w) {
   let text = `<b>${v("run", x => x)}</b><br>` +
     `${t == null ? "" : t < 0 ? "calibration" : "generation " + t}: ` +
     `accepted <b>${v("accepted", x => x)}</b>/${v("population", x => x)}, ` +
-    `${v("evaluations", x => x)} evaluations ` +
-    `(acceptance ${v("acceptance_rate", x => (100 * x).toFixed(1) + "%")}), ` +
+    `${v("evaluations", x => x)} evaluations` +
+    (d.failed && d.failed[0] ? `, ${d.failed[0]} failed` : "") +
+    ` (acceptance ${v("acceptance_rate", x => (100 * x).toFixed(1) + "%")}), ` +
     `epsilon ${v("epsilon", x => x.toPrecision(4))}, batch size ${v("batch_size", x => x)}, ` +
     `${v("evaluations_per_second", x => x.toFixed(0))} evaluations/s, ` +
     `about ${v("seconds_left", x => x.toFixed(0))} s to go`;

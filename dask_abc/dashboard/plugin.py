@@ -29,10 +29,11 @@ logger = logging.getLogger("dask_abc")
 
 #: The Dask event topic of dask-abc's progress messages.
 TOPIC = "dask-abc"
-STATUS_FIELDS = ("run", "generation", "accepted", "population", "evaluations",
+STATUS_FIELDS = ("run", "generation", "accepted", "population", "evaluations", "failed",
                  "acceptance_rate", "epsilon", "batch_size", "evaluations_per_second",
                  "seconds_left")
-GENERATION_FIELDS = ("t", "epsilon", "acceptance_rate", "ess", "samples", "seconds")
+GENERATION_FIELDS = ("t", "epsilon", "acceptance_rate", "ess", "samples", "failed_samples",
+                     "seconds")
 POSTERIOR_FIELDS = ("name", "model", "parameter", "left", "right", "density")
 #: The page's address on the dashboard, and its entry in the dashboard's menu.
 PAGE = "abc"
@@ -76,8 +77,8 @@ class ABCState:
                 if field in msg:
                     self.status[field] = [msg[field]]
         elif kind == "generation":
-            for field in GENERATION_FIELDS:
-                self.generations[field].append(msg[field])
+            for field in GENERATION_FIELDS:  # a master of an older version lacks new ones
+                self.generations[field].append(msg.get(field))
             for m, (name, p) in enumerate(msg.get("model_probabilities", {}).items()):
                 for column, value in zip(("t", "model", "name", "p"), (msg["t"], m, name, p)):
                     self.model_probabilities[column].append(value)

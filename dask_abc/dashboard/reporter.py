@@ -83,12 +83,14 @@ class DashboardReporter(GenerationObserver):
         self.started = time.monotonic()
         self.accepted = sum(b.n_accepted for b in restored)
         self.evaluations = sum(b.n_evaluated for b in restored)
+        self.failed = sum(b.n_failed for b in restored)
         self.batch_size = 0
         self._status(force=True)
 
     def on_batch(self, batch: BatchResult) -> None:
         self.accepted += batch.n_accepted
         self.evaluations += batch.n_evaluated
+        self.failed += batch.n_failed
         self.batch_size = batch.n_evaluated
         self._status()
 
@@ -102,7 +104,7 @@ class DashboardReporter(GenerationObserver):
         left = (self.n - min(self.accepted, self.n)) / rate if rate > 0 else None
         self._send({"kind": "status", "generation": self.t,
                     "accepted": min(self.accepted, self.n), "population": self.n,
-                    "evaluations": self.evaluations,
+                    "evaluations": self.evaluations, "failed": self.failed,
                     "acceptance_rate": self.accepted / self.evaluations if self.evaluations
                     else None, "epsilon": _finite(self.epsilon), "batch_size": self.batch_size,
                     "evaluations_per_second": self.evaluations / elapsed,
@@ -124,6 +126,7 @@ class DashboardReporter(GenerationObserver):
         self._send({"kind": "generation", "t": outcome.t, "epsilon": _finite(outcome.epsilon),
                     "acceptance_rate": population.acceptance_rate, "ess": population.ess,
                     "samples": int(population.samples), "seconds": float(outcome.seconds),
+                    "failed_samples": int(outcome.failed_samples),
                     "model_probabilities": {name: float(p) for name, p in zip(
                         outcome.model_names, population.model_probabilities)},
                     "posterior": histograms})

@@ -66,20 +66,23 @@ class Reader:
         return pd.read_sql_query(sql, self.runs.conn, params=(self.runs.id, *params))
 
     def get_all_populations(self) -> pd.DataFrame:
-        """Columns t, population_end_time, samples, epsilon, particles (t=-1: calibration)."""
+        """Columns t, population_end_time, samples, epsilon, particles (t=-1: calibration)
+        and failed_samples (evaluations among the samples whose simulation raised, with
+        ``model_errors="reject"``)."""
         df = self._query(
             "SELECT p.t, p.population_end_time, p.samples, p.epsilon, "
-            "(SELECT COUNT(*) FROM particles q WHERE q.abc_id=p.abc_id AND q.t=p.t) AS particles "
+            "(SELECT COUNT(*) FROM particles q WHERE q.abc_id=p.abc_id AND q.t=p.t) AS particles, "
+            "p.failed_samples "
             "FROM populations p WHERE p.abc_id=? ORDER BY p.t")
         df["population_end_time"] = pd.to_datetime(df["population_end_time"])
         return df
 
     def get_generation_info(self) -> pd.DataFrame:
-        """Per generation: epsilon, samples, evaluations performed, acceptance rate, ESS and
-        seconds."""
+        """Per generation: epsilon, samples, evaluations performed, acceptance rate, ESS,
+        seconds and failed samples."""
         return self._query(
-            "SELECT t, epsilon, samples, evaluations_performed, acceptance_rate, ess, seconds "
-            "FROM populations WHERE abc_id=? AND t>=0 ORDER BY t")
+            "SELECT t, epsilon, samples, evaluations_performed, acceptance_rate, ess, seconds, "
+            "failed_samples FROM populations WHERE abc_id=? AND t>=0 ORDER BY t")
 
     def get_nr_particles_per_population(self) -> pd.Series:
         df = self._query("SELECT t, COUNT(*) AS n FROM particles WHERE abc_id=? GROUP BY t")

@@ -20,7 +20,7 @@ from . import journal
 from .errors import DatabaseError
 from .sqlite import connect, transaction
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 PRE_TIME = -1  # the calibration sample's generation
 
@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS populations (
     abc_id INTEGER NOT NULL REFERENCES abc_runs(id), t INTEGER NOT NULL,
     epsilon REAL, samples INTEGER, evaluations_performed INTEGER,
     population_end_time TEXT, seconds REAL, ess REAL, acceptance_rate REAL,
-    state TEXT,
+    state TEXT, failed_samples INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (abc_id, t)
 );
 CREATE TABLE IF NOT EXISTS model_probabilities (
@@ -65,6 +65,8 @@ CREATE TABLE IF NOT EXISTS run_locks (
 """
 _RUN_COLUMNS_ADDED_IN_2 = ("setup BLOB", "setup_description TEXT", "setup_hash TEXT",
                           "run_call TEXT")
+# what version 3 added: the failed evaluations of a generation (none before: they raised)
+_POPULATION_COLUMN_ADDED_IN_3 = "failed_samples INTEGER NOT NULL DEFAULT 0"
 
 
 def database_path(db: str | os.PathLike) -> str:
@@ -171,8 +173,9 @@ class Database:
             return conn
         version = conn.execute(
             "SELECT value FROM dask_abc_meta WHERE key='schema_version'").fetchone()
-        if version and version[0] == "1":
-            _migrate_1_to_2(conn)
+        if version and version[0] in _MIGRATIONS:
+            for migrate in _MIGRATIONS[version[0]]:
+                migrate(conn)
         elif not version or version[0] != SCHEMA_VERSION:
             conn.close()
             raise DatabaseError(
@@ -205,6 +208,19 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
         for statement in _ADDED_IN_2.split(";"):
             if statement.strip():
                 conn.execute(statement)
-        conn.execute("UPDATE dask_abc_meta SET value=? WHERE key='schema_version'",
-                     (SCHEMA_VERSION,))
+        _set_version(conn, "2")
+
+
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    with transaction(conn):
+        conn.execute(f"ALTER TABLE populations ADD COLUMN {_POPULATION_COLUMN_ADDED_IN_3}")
+        _set_version(conn, "3")
+
+
+def _set_version(conn: sqlite3.Connection, version: str) -> None:
+    conn.execute("UPDATE dask_abc_meta SET value=? WHERE key='schema_version'", (version,))
+
+
+#: The migrations from each older version, in order, up to :data:`SCHEMA_VERSION`.
+_MIGRATIONS = {"1": (_migrate_1_to_2, _migrate_2_to_3), "2": (_migrate_2_to_3,)}
 

@@ -53,32 +53,36 @@ class Writer:
 
     def store_calibration(self, samples: int, seconds: float, theta: np.ndarray | None = None,
                           sum_stats: np.ndarray | None = None,
-                          evaluations_performed: int | None = None) -> None:
-        """Record the calibration sample (generation -1), its cost, and its parameters and
-        statistics (from which a resumed run calibrates again without simulating)."""
+                          evaluations_performed: int | None = None,
+                          failed_samples: int = 0) -> None:
+        """Record the calibration sample (generation -1), its cost (and how many of its
+        evaluations failed), and its parameters and statistics (from which a resumed run
+        calibrates again without simulating)."""
         if evaluations_performed is None:
             evaluations_performed = samples
         with self._generation(PRE_TIME) as (conn, abc_id):
             _insert(conn, "populations", replace=True, abc_id=abc_id, t=PRE_TIME,
                     epsilon=float("inf"), samples=samples,
                     evaluations_performed=evaluations_performed, population_end_time=now(),
-                    seconds=seconds)
+                    seconds=seconds, failed_samples=int(failed_samples))
             if sum_stats is not None:
                 _insert(conn, "population_arrays", replace=True, abc_id=abc_id, t=PRE_TIME,
                         theta=to_blob(theta), sum_stats=to_blob(sum_stats))
 
     def append_population(self, t: int, population: Population, *, epsilon: float,
                           evaluations_performed: int | None = None, seconds: float = 0.0,
-                          state: Mapping | None = None) -> None:
+                          state: Mapping | None = None, failed_samples: int = 0) -> None:
         """Write generation ``t`` (its :class:`~dask_abc.population.Population`) in one
-        transaction; the calibration's streamed ranges are deleted too."""
+        transaction; the calibration's streamed ranges are deleted too. ``failed_samples``:
+        the failed evaluations among the generation's ``samples``."""
         index = population.index
         with self._generation(t) as (conn, abc_id):
             _insert(conn, "populations", abc_id=abc_id, t=t, epsilon=float(epsilon),
                     samples=int(population.samples),
                     evaluations_performed=int(population.samples if evaluations_performed
                                               is None else evaluations_performed),
-                    population_end_time=now(), seconds=float(seconds), ess=population.ess,
+                    failed_samples=int(failed_samples), population_end_time=now(),
+                    seconds=float(seconds), ess=population.ess,
                     acceptance_rate=population.acceptance_rate, state=json.dumps(state or {}))
             conn.executemany(
                 "INSERT INTO model_probabilities VALUES (?, ?, ?, ?)",
