@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import numpy as np
 
 import dask_abc as abc
@@ -84,3 +86,19 @@ def peak_concurrency(directory, since: float = float("-inf"),
         running += step
         peak = max(peak, running)
     return peak
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def max_t_of(db) -> int:
+    """The last generation stored in the database file ``db``; -2 while there is none."""
+    try:
+        with abc.History(f"sqlite:///{db}", create=False) as h:
+            return h.max_t
+    except abc.DatabaseError:
+        return -2

@@ -16,7 +16,14 @@ import time
 
 import pytest
 from distributed import Client, LocalCluster
-from helpers import SleepingModel, assert_histories_equal, gaussian_prior, peak_concurrency
+from helpers import (
+    SleepingModel,
+    assert_histories_equal,
+    free_port,
+    gaussian_prior,
+    max_t_of,
+    peak_concurrency,
+)
 
 import dask_abc as abc
 from dask_abc.broker import (
@@ -202,12 +209,6 @@ def test_a_coordinator_taken_by_another_master_ends_the_run(tmp_path):
 # -- real backends, real worker processes ----------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Workers:
     """``dask-abc-worker`` processes, with their output in files."""
 
@@ -342,14 +343,6 @@ def test_a_worker_that_cannot_load_the_model_says_why(backend, tmp_path):
             smc_for(backend["sampler"](), tmp_path / "s.db").run(max_nr_populations=1)
     finally:
         workers.stop_all()
-
-
-def max_t_of(db) -> int:
-    try:
-        with abc.History(f"sqlite:///{db}", create=False) as h:
-            return h.max_t
-    except abc.DatabaseError:
-        return -2
 
 
 def test_a_killed_worker_costs_one_lease(backend, reference, tmp_path):

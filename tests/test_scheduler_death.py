@@ -17,7 +17,7 @@ import dask
 import numpy as np
 import pytest
 from distributed import Client
-from helpers import assert_histories_equal, gaussian_prior
+from helpers import assert_histories_equal, free_port, gaussian_prior, max_t_of
 
 import dask_abc as abc
 from dask_abc.sampler import DaskDistributedSampler, SamplerError, SingleCoreSampler
@@ -42,12 +42,6 @@ def smc_for(sampler, db):
 def reference(tmp_path_factory):
     db = tmp_path_factory.mktemp("ref") / "ref.db"
     return smc_for(SingleCoreSampler(), db).run(max_nr_populations=GENERATIONS)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class DaskProcesses:
@@ -104,14 +98,6 @@ def dask_processes(tmp_path):
         yield processes
     finally:
         processes.stop_all()
-
-
-def max_t_of(db) -> int:
-    try:
-        with abc.History(f"sqlite:///{db}", create=False) as h:
-            return h.max_t
-    except abc.DatabaseError:
-        return -2
 
 
 def kill_in_generation(db, proc, t: int, then=None) -> threading.Thread:
