@@ -422,7 +422,10 @@ def sigterm_and_time_exits(workers: Workers) -> list[float]:
 def in_generation_2(db, action):
     """A thread that runs ``action`` early in generation 2 of the run storing to ``db``."""
     def wait_and_act():
+        deadline = time.monotonic() + 120  # a run that fails early: no action
         while max_t_of(db) < 1:
+            if time.monotonic() > deadline:
+                return
             time.sleep(0.01)
         time.sleep(0.1)
         action()
@@ -503,6 +506,41 @@ def test_redis_restarted_empty_mid_generation(reference, tmp_path, caplog):
     assert max(seconds) < 10, seconds
     for proc in workers.procs:
         assert "the coordinator answers again" in workers.log(proc)
+
+
+def test_a_coordinator_gone_for_good_ends_the_run_within_the_bound(tmp_path):
+    """Redis killed for good in generation 2: a SamplerError after wait_for_workers that
+    says how to go on; the completed generations stay."""
+    port = free_port()
+    server = start_redis(port, tmp_path)
+    workers = Workers(["--redis-host", "127.0.0.1", "--redis-port", str(port)], tmp_path)
+    workers.start()
+    broker = RedisBroker("127.0.0.1", port)
+    wait_for(lambda: broker.status()["workers"] == 1)  # before the short wait_for_workers
+    broker.close()
+    db = tmp_path / "gone.db"
+    killed_at = []
+
+    def kill_for_good():
+        server.kill()
+        killed_at.append(time.monotonic())
+
+    killer = in_generation_2(db, kill_for_good)
+    killer.start()
+    try:
+        with pytest.raises(SamplerError, match=r"no coordinator could be reached for 3 s in "
+                           r"generation 2 .*dask-abc resume"):
+            smc_for(RedisEvalParallelSampler("127.0.0.1", port, wait_for_workers=3), db).run(
+                max_nr_populations=GENERATIONS)
+        waited = time.monotonic() - killed_at[0]
+    finally:
+        killer.join()
+        server.wait()
+        seconds = sigterm_and_time_exits(workers)
+    assert 3 <= waited < 8, waited
+    assert max(seconds) < 10, seconds
+    with abc.History(f"sqlite:///{db}", create=False) as history:
+        assert history.n_populations == 2
 
 
 def manager(backend, *args) -> subprocess.CompletedProcess:
