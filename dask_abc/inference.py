@@ -133,15 +133,8 @@ class ABCSMC:
             stop_if_only_single_model_alive=stop_if_only_single_model_alive,
             max_nr_recorded_particles=max_nr_recorded_particles, model_errors=model_errors)
         self.models: list[Model] = [to_model(m, i) for i, m in enumerate(_as_list(models))]
-        self.parameter_priors: list[Distribution] = _as_list(parameter_priors)
+        self.parameter_priors: list[Distribution] = self._priors(parameter_priors)
         n_models = len(self.models)
-        if len(self.parameter_priors) != n_models:
-            raise ValueError(f"{n_models} model(s) but {len(self.parameter_priors)} parameter "
-                             "prior(s): give one prior per model")
-        for i, prior in enumerate(self.parameter_priors):
-            if not isinstance(prior, Distribution):
-                raise TypeError(f"parameter prior {i} (model {self.models[i].name!r}) must be a "
-                                f"Distribution, got {type(prior).__name__}")
         self.population_size = _population_size(population_size)
         self.distance_function: Distance = to_distance(distance_function)
         if not callable(summary_statistics):
@@ -180,6 +173,18 @@ class ABCSMC:
         self._global_rng_models: tuple[str, ...] | None = None
 
     # -- setup -----------------------------------------------------------------
+
+    def _priors(self, parameter_priors) -> list[Distribution]:
+        """One :class:`Distribution` per model."""
+        priors = _as_list(parameter_priors)
+        if len(priors) != len(self.models):
+            raise ValueError(f"{len(self.models)} model(s) but {len(priors)} parameter "
+                             "prior(s): give one prior per model")
+        for i, prior in enumerate(priors):
+            if not isinstance(prior, Distribution):
+                raise TypeError(f"parameter prior {i} (model {self.models[i].name!r}) must be a "
+                                f"Distribution, got {type(prior).__name__}")
+        return priors
 
     def _model_prior_probabilities(self) -> np.ndarray:
         n = len(self.models)

@@ -113,11 +113,7 @@ class BrokerSampler(Sampler):
         ttl = float(config.get("broker.master-ttl"))
         shipped = payload.SpecPayload(spec, keep=False)  # only workers evaluate
         seed = _Seed(shipped.token, spec.t, collector.n, shipped.data, spec.eps)
-        try:
-            self._acquire(broker, ttl)
-            self._plant(broker, seed, ttl)
-        except BrokerUnreachable as error:  # lost between generations
-            self._recover(broker, seed, ttl, error)
+        self._begin(broker, seed, ttl)
         handed_out = 0
 
         def top_up(slots: int) -> None:
@@ -157,14 +153,7 @@ class BrokerSampler(Sampler):
                             raise self._no_workers(spec, collector, now - started)
                         next_count = now + count_every
                     top_up(slots)
-                    for data in broker.take_results(seed.token, count_every):
-                        batch = pickle.loads(data)
-                        if isinstance(batch, WorkerFailure):
-                            raise batch.error
-                        if seed.outstanding.pop(batch.start, None) is None:
-                            continue  # a duplicate of a range queued again
-                        collector.add(batch)
-                        self.policy.observe(batch)
+                    if self._collect(broker, seed, collector, count_every):
                         last_result = time.monotonic()
                 except BrokerUnreachable as error:
                     self._recover(broker, seed, ttl, error)
@@ -175,6 +164,28 @@ class BrokerSampler(Sampler):
             except BrokerError as error:  # a coordinator that is gone needs no finishing
                 logger.warning("could not end generation %d on the coordinator: %s",
                                spec.t, error)
+
+    def _begin(self, broker: Broker, seed: _Seed, ttl: float) -> None:
+        try:
+            self._acquire(broker, ttl)
+            self._plant(broker, seed, ttl)
+        except BrokerUnreachable as error:  # lost between generations
+            self._recover(broker, seed, ttl, error)
+
+    def _collect(self, broker: Broker, seed: _Seed, collector: SampleCollector,
+                 timeout: float) -> bool:
+        """Use the results delivered within ``timeout`` seconds; whether one was new."""
+        new = False
+        for data in broker.take_results(seed.token, timeout):
+            batch = pickle.loads(data)
+            if isinstance(batch, WorkerFailure):
+                raise batch.error
+            if seed.outstanding.pop(batch.start, None) is None:
+                continue  # a duplicate of a range queued again
+            collector.add(batch)
+            self.policy.observe(batch)
+            new = True
+        return new
 
     def _runs(self, status: dict, seed: _Seed) -> bool:
         """Whether the coordinator whose status this is runs ``seed``'s generation for
