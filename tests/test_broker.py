@@ -535,6 +535,7 @@ def test_a_coordinator_gone_for_good_ends_the_run_within_the_bound(tmp_path):
         waited = time.monotonic() - killed_at[0]
     finally:
         killer.join()
+        server.kill()  # also if the run failed before the killer got to it
         server.wait()
         seconds = sigterm_and_time_exits(workers)
     assert 3 <= waited < 8, waited
